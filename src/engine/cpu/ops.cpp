@@ -1,0 +1,59 @@
+#include "engine/cpu/ops.hpp"
+
+#include <cmath>
+
+namespace llmd::engine::cpu {
+
+void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(n)) + eps);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+RopeTable::RopeTable(const model::LlamaConfig& c, int32_t max_pos, std::span<const float> freq_factors)
+    : head_dim_(static_cast<int32_t>(c.head_dim)), n_rot_(static_cast<int32_t>(c.n_rot)), layout_(c.rope_layout) {
+  const int32_t half = n_rot_ / 2;
+  cs_.resize(static_cast<size_t>(max_pos) * half * 2);
+  // The same float recurrence as ggml's rope cache (theta *= theta_scale), not pow per pair,
+  // so angles match llama.cpp's bit for bit.
+  const float theta_scale = std::pow(c.rope_base, -2.0f / static_cast<float>(n_rot_));
+  for (int32_t p = 0; p < max_pos; ++p) {
+    float theta = static_cast<float>(p);
+    float* row = cs_.data() + static_cast<size_t>(p) * half * 2;
+    for (int32_t i = 0; i < half; ++i) {
+      const float ff = freq_factors.empty() ? 1.0f : freq_factors[i];
+      const float t = c.rope_scale * (theta / ff);
+      row[2 * i] = std::cos(t);
+      row[2 * i + 1] = std::sin(t);
+      theta *= theta_scale;
+    }
+  }
+}
+
+void RopeTable::apply(float* x, int32_t n_heads, int32_t pos) const {
+  const int32_t half = n_rot_ / 2;
+  const float* row = cs_.data() + static_cast<size_t>(pos) * half * 2;
+  for (int32_t h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<int64_t>(h) * head_dim_;
+    for (int32_t i = 0; i < half; ++i) {
+      const float c = row[2 * i], s = row[2 * i + 1];
+      // Normal layout rotates neighbours (2i, 2i+1); NeoX rotates (i, i + n_rot/2).
+      const int32_t a = layout_ == model::RopeLayout::kNormal ? 2 * i : i;
+      const int32_t b = layout_ == model::RopeLayout::kNormal ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+}  // namespace llmd::engine::cpu
