@@ -18,8 +18,9 @@ void attention_tile(const AttentionArgs& a, const AttentionTile& tile, float* sc
 
 
 int64_t attention_scratch_floats(int32_t n_rep, int32_t head_dim) {
+  constexpr int64_t kMaxBlockSize = 64;
   const int64_t rows = static_cast<int64_t>(kAttentionTileTokens) * n_rep;
-  return rows * (2 + head_dim);
+  return rows * (2 + head_dim) + 2 * kMaxBlockSize * head_dim;
 }
 
 void attention_tiles(std::span<const AttentionSeq> seqs, int32_t n_head_kv, std::vector<AttentionTile>& tiles) {

@@ -6,11 +6,32 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
+#include <type_traits>
 
 #include "engine/cpu/attention.hpp"
 
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 namespace llmd::engine::cpu::LLMD_ISA_NS {
+
+// Widens n KV elements to float. GCC does not vectorise _Float16 -> float loops by itself, and the
+// conversion is half of the attention's work when done per element, so it is done here once per
+// block with the ISA's converter and the dot products then run on floats.
+inline void to_float(const _Float16* src, float* dst, int n) {
+  int i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+#endif
+  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+}
 
 // exp for the softmax, on n floats, branch-free so it vectorises (Cephes polynomial, ~1 ulp).
 inline void exp_inplace(float* x, int n) {
@@ -37,10 +58,12 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
   const int n_rep = a.n_head / a.n_head_kv;
   const AttentionSeq& s = a.seqs[tile.seq];
   const int n_rows = (tile.t1 - tile.t0) * n_rep;
-  // Per row: running max, running sum, accumulator[hd].
+  // Per row: running max, running sum, accumulator[hd]; then the current K and V block as floats.
   float* m = scratch;
   float* l = m + n_rows;
   float* acc = l + n_rows;
+  float* kf = acc + static_cast<int64_t>(n_rows) * hd;
+  float* vf = kf + static_cast<int64_t>(hd) * BS;
   std::fill(m, m + n_rows, -std::numeric_limits<float>::infinity());
   std::fill(l, l + n_rows, 0.0f);
   std::fill(acc, acc + static_cast<int64_t>(n_rows) * hd, 0.0f);
@@ -51,8 +74,19 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
   const int n_blocks = last_pos / BS + 1;
   for (int b = 0; b < n_blocks; ++b) {
     const int64_t phys = s.block_table[b];
-    const KV* kt = kpool + (phys * a.n_head_kv + tile.kv_head) * static_cast<int64_t>(hd) * BS;
-    const KV* vb = vpool + (phys * a.n_head_kv + tile.kv_head) * static_cast<int64_t>(hd) * BS;
+    const int64_t base = (phys * a.n_head_kv + tile.kv_head) * static_cast<int64_t>(hd) * BS;
+    const float* kt;
+    const float* vb;
+    if constexpr (std::is_same_v<KV, float>) {
+      kt = kpool + base;
+      vb = vpool + base;
+    } else {
+      const int valid_rows = std::min(BS, last_pos - b * BS + 1);
+      to_float(kpool + base, kf, hd * BS);
+      to_float(vpool + base, vf, hd * valid_rows);
+      kt = kf;
+      vb = vf;
+    }
     for (int t = tile.t0; t < tile.t1; ++t) {
       const int qpos = s.pos + t;
       const int n_valid = std::min(BS, qpos - b * BS + 1);
@@ -65,8 +99,8 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
         for (int j = 0; j < BS; ++j) sc[j] = 0.0f;
         for (int d = 0; d < hd; ++d) {
           const float qd = q[d];
-          const KV* krow = kt + static_cast<int64_t>(d) * BS;
-          for (int j = 0; j < BS; ++j) sc[j] += qd * static_cast<float>(krow[j]);
+          const float* krow = kt + static_cast<int64_t>(d) * BS;
+          for (int j = 0; j < BS; ++j) sc[j] += qd * krow[j];
         }
         float bmax = -std::numeric_limits<float>::infinity();
         for (int j = 0; j < BS; ++j) {
@@ -89,8 +123,8 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
         for (int d = 0; d < hd; ++d) ac[d] *= corr;
         for (int j = 0; j < n_valid; ++j) {
           const float pj = sc[j];
-          const KV* vrow = vb + static_cast<int64_t>(j) * hd;
-          for (int d = 0; d < hd; ++d) ac[d] += pj * static_cast<float>(vrow[d]);
+          const float* vrow = vb + static_cast<int64_t>(j) * hd;
+          for (int d = 0; d < hd; ++d) ac[d] += pj * vrow[d];
         }
       }
     }
@@ -107,8 +141,126 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
   }
 }
 
+// The common shape (16-token blocks, head_dim a multiple of 16) with GCC vector types: one score
+// vector per block, the accumulator in registers, and the softmax reductions as shuffle trees (a
+// plain loop is reduced in strict order, one dependent scalar operation after another).
+using v16f = float __attribute__((vector_size(64)));
+using v16i = int32_t __attribute__((vector_size(64)));
+
+inline v16f load16(const float* p) {
+  v16f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline v16f vexp(v16f x) {  // the polynomial of exp_inplace, on a vector
+  const v16f lo = v16f{} - 87.0f, hi = v16f{} + 88.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const v16f fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  x = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+  v16f y = v16f{} + 1.9875691500e-4f;
+  y = y * x + 1.3981999507e-3f;
+  y = y * x + 8.3334519073e-3f;
+  y = y * x + 4.1665795894e-2f;
+  y = y * x + 1.6666665459e-1f;
+  y = y * x + 5.0000001201e-1f;
+  y = y * x * x + x + 1.0f;
+  const v16i e = (__builtin_convertvector(fn, v16i) + 127) << 23;
+  v16f pow2n;
+  std::memcpy(&pow2n, &e, sizeof pow2n);
+  return y * pow2n;
+}
+
+template <bool Max>
+inline float reduce16(v16f v) {
+  const v16i m8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
+  const v16i m4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
+  const v16i m2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
+  const v16i m1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+  for (const v16i& m : {m8, m4, m2, m1}) {
+    const v16f w = __builtin_shuffle(v, m);
+    if constexpr (Max)
+      v = v > w ? v : w;
+    else
+      v = v + w;
+  }
+  return v[0];
+}
+
+template <class KV, int HD>
+void run_tile_v16(const AttentionArgs& a, const AttentionTile& tile, float* scratch) {
+  constexpr int BS = 16, NV = HD / 16;
+  const int n_rep = a.n_head / a.n_head_kv;
+  const AttentionSeq& s = a.seqs[tile.seq];
+  const int n_rows = (tile.t1 - tile.t0) * n_rep;
+  float* m = scratch;
+  float* l = m + n_rows;
+  float* acc = l + n_rows;
+  float* kf = acc + static_cast<int64_t>(n_rows) * HD;
+  float* vf = kf + HD * BS;
+  std::fill(m, m + n_rows, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + n_rows, 0.0f);
+  std::fill(acc, acc + static_cast<int64_t>(n_rows) * HD, 0.0f);
+
+  const v16i iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  const v16f neg_inf = v16f{} - std::numeric_limits<float>::infinity();
+  const KV* kpool = static_cast<const KV*>(a.k);
+  const KV* vpool = static_cast<const KV*>(a.v);
+  const int last_pos = s.pos + tile.t1 - 1;
+  const int n_blocks = last_pos / BS + 1;
+  for (int b = 0; b < n_blocks; ++b) {
+    const int64_t base = (s.block_table[b] * static_cast<int64_t>(a.n_head_kv) + tile.kv_head) * HD * BS;
+    const float* kt;
+    const float* vb;
+    if constexpr (std::is_same_v<KV, float>) {
+      kt = kpool + base;
+      vb = vpool + base;
+    } else {
+      to_float(kpool + base, kf, HD * BS);
+      to_float(vpool + base, vf, HD * std::min(BS, last_pos - b * BS + 1));
+      kt = kf;
+      vb = vf;
+    }
+    for (int t = tile.t0; t < tile.t1; ++t) {
+      const int n_valid = std::min(BS, s.pos + t - b * BS + 1);
+      if (n_valid <= 0) continue;  // the whole block is in this token's future
+      const v16i valid = iota < n_valid;
+      for (int r = 0; r < n_rep; ++r) {
+        const int row = (t - tile.t0) * n_rep + r;
+        const float* q = a.q + (s.first_token + t) * a.ldq + static_cast<int64_t>((tile.kv_head * n_rep + r)) * HD;
+        v16f sc = {};
+        for (int d = 0; d < HD; ++d) sc += q[d] * load16(kt + d * BS);
+        sc = valid ? sc * a.scale : neg_inf;
+        const float m_new = std::max(m[row], reduce16<true>(sc));
+        const v16f p = valid ? vexp(sc - m_new) : v16f{};
+        v16f c = v16f{} + (m[row] - m_new);
+        const float corr = vexp(c)[0];
+        m[row] = m_new;
+        l[row] = l[row] * corr + reduce16<false>(p);
+        float* ac = acc + static_cast<int64_t>(row) * HD;
+        v16f o[NV];
+        for (int k = 0; k < NV; ++k) o[k] = load16(ac + 16 * k) * corr;
+        for (int j = 0; j < n_valid; ++j)
+          for (int k = 0; k < NV; ++k) o[k] += p[j] * load16(vb + j * HD + 16 * k);
+        std::memcpy(ac, o, sizeof o);
+      }
+    }
+  }
+  for (int t = tile.t0; t < tile.t1; ++t) {
+    for (int r = 0; r < n_rep; ++r) {
+      const int row = (t - tile.t0) * n_rep + r;
+      float* out = a.out + (s.first_token + t) * a.ldo + static_cast<int64_t>(tile.kv_head * n_rep + r) * HD;
+      const float inv = 1.0f / l[row];
+      for (int d = 0; d < HD; ++d) out[d] = acc[static_cast<int64_t>(row) * HD + d] * inv;
+    }
+  }
+}
+
 template <class KV>
 void run_tile_any(const AttentionArgs& a, const AttentionTile& tile, float* scratch) {
+  if (a.block_size == 16 && a.head_dim == 64) return run_tile_v16<KV, 64>(a, tile, scratch);
+  if (a.block_size == 16 && a.head_dim == 128) return run_tile_v16<KV, 128>(a, tile, scratch);
   switch (a.block_size) {
     case 16: return run_tile<KV, 16>(a, tile, scratch);
     case 32: return run_tile<KV, 32>(a, tile, scratch);
