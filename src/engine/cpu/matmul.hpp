@@ -1,10 +1,11 @@
 #pragma once
 // Matrix products of the CPU backend: y[t, n] = sum_k x[t, k] * W[n, k].
 //
-// Weights are packed once at load into the layout the running CPU's kernels want (int8 types
-// interleaved across rows for AVX-512 VNNI / AVX2, floats kept as they are); activations are
-// prepared once per input (quantized to 8-bit blocks when an int8 weight consumes them) and reused
-// by every matrix that reads the same input (Q, K and V; gate and up).
+// Weights are packed once at load into the layout the kernels want (16-row groups, int8 types
+// interleaved across rows by 4 columns for vpdpbusd, floats column by column; see
+// matmul_internal.hpp); activations are prepared once per input (quantized to 8-bit blocks when an
+// int8 weight consumes them) and reused by every matrix that reads the same input (Q, K and V;
+// gate and up).
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -15,7 +16,7 @@
 namespace llmd::engine::cpu {
 
 enum class Isa { kScalar, kAvx2, kAvx512 };
-Isa detect_isa();                    // best the running CPU supports (and LLMD_ISA permits: scalar|avx2|avx512)
+Isa detect_isa();  // best the running CPU supports (and LLMD_ISA permits: scalar|avx2|avx512)
 std::string_view isa_name(Isa isa);  // "scalar", "avx2", "avx512"
 
 // Can the kernels compute with weights of this type?
@@ -25,7 +26,8 @@ class PackedMatrix {
  public:
   // `data` holds `rows` rows of `cols` elements of `type` in ggml's layout (as in a GGUF file).
   // Throws llmd::Error for an unsupported type or a cols not a multiple of the type's block.
-  static PackedMatrix pack(model::GgmlType type, const void* data, int64_t rows, int64_t cols, ThreadPool& pool);
+  static PackedMatrix pack(model::GgmlType type, const void* data, int64_t rows, int64_t cols,
+                           ThreadPool& pool);
   PackedMatrix();
   PackedMatrix(PackedMatrix&&) noexcept;
   PackedMatrix& operator=(PackedMatrix&&) noexcept;

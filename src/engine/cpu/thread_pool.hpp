@@ -19,7 +19,8 @@ class ThreadPool {
   int size() const;
 
   // Runs fn(task, thread) for task in [0, n_tasks), spread over all threads; returns when all are
-  // done. `thread` is in [0, size()) and lets tasks use per-thread scratch. Not reentrant.
+  // done. `thread` is in [0, size()) and lets tasks use per-thread scratch. Tasks must not throw.
+  // A call from inside a task runs its tasks inline on that thread. One caller at a time.
   template <class F>
   void parallel_for(int64_t n_tasks, F&& fn) {
     // F is deduced as a reference for lvalue callables: strip it to name the callable's type.
