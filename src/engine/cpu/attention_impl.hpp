@@ -11,46 +11,10 @@
 #include <type_traits>
 
 #include "engine/cpu/attention.hpp"
+#include "engine/cpu/simd_impl.hpp"
 
-#if defined(__AVX512F__) || defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace llmd::engine::cpu::LLMD_ISA_NS {
-
-// Widens n KV elements to float. GCC does not vectorise _Float16 -> float loops by itself, and the
-// conversion is half of the attention's work when done per element, so it is done here once per
-// block with the ISA's converter and the dot products then run on floats.
-inline void to_float(const _Float16* src, float* dst, int n) {
-  int i = 0;
-#if defined(__AVX512F__)
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
-#elif defined(__F16C__)
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-#endif
-  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
-}
-
-// exp for the softmax, on n floats, branch-free so it vectorises (Cephes polynomial, ~1 ulp).
-inline void exp_inplace(float* x, int n) {
-  for (int i = 0; i < n; ++i) {
-    float v = std::clamp(x[i], -87.0f, 88.0f);
-    const float t = v * 1.44269504088896341f;
-    const float fn = (t + 12582912.0f) - 12582912.0f;  // round to nearest, valid for |t| < 2^22
-    v = v - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * v + 1.3981999507e-3f;
-    y = y * v + 8.3334519073e-3f;
-    y = y * v + 4.1665795894e-2f;
-    y = y * v + 1.6666665459e-1f;
-    y = y * v + 5.0000001201e-1f;
-    y = y * v * v + v + 1.0f;
-    const int32_t e = (static_cast<int32_t>(fn) + 127) << 23;
-    x[i] = y * std::bit_cast<float>(e);
-  }
-}
 
 template <class KV, int BS>
 void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch) {
@@ -141,53 +105,8 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
   }
 }
 
-// The common shape (16-token blocks, head_dim a multiple of 16) with GCC vector types: one score
-// vector per block, the accumulator in registers, and the softmax reductions as shuffle trees (a
-// plain loop is reduced in strict order, one dependent scalar operation after another).
-using v16f = float __attribute__((vector_size(64)));
-using v16i = int32_t __attribute__((vector_size(64)));
-
-inline v16f load16(const float* p) {
-  v16f v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline v16f vexp(v16f x) {  // the polynomial of exp_inplace, on a vector
-  const v16f lo = v16f{} - 87.0f, hi = v16f{} + 88.0f;
-  x = x < lo ? lo : x;
-  x = x > hi ? hi : x;
-  const v16f fn = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  x = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  v16f y = v16f{} + 1.9875691500e-4f;
-  y = y * x + 1.3981999507e-3f;
-  y = y * x + 8.3334519073e-3f;
-  y = y * x + 4.1665795894e-2f;
-  y = y * x + 1.6666665459e-1f;
-  y = y * x + 5.0000001201e-1f;
-  y = y * x * x + x + 1.0f;
-  const v16i e = (__builtin_convertvector(fn, v16i) + 127) << 23;
-  v16f pow2n;
-  std::memcpy(&pow2n, &e, sizeof pow2n);
-  return y * pow2n;
-}
-
-template <bool Max>
-inline float reduce16(v16f v) {
-  const v16i m8 = {8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7};
-  const v16i m4 = {4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11};
-  const v16i m2 = {2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13};
-  const v16i m1 = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
-  for (const v16i& m : {m8, m4, m2, m1}) {
-    const v16f w = __builtin_shuffle(v, m);
-    if constexpr (Max)
-      v = v > w ? v : w;
-    else
-      v = v + w;
-  }
-  return v[0];
-}
-
+// The common shape (16-token blocks, head_dim a multiple of 16) on GCC vector types: one score
+// vector per block and the accumulator in registers.
 template <class KV, int HD>
 void run_tile_v16(const AttentionArgs& a, const AttentionTile& tile, float* scratch) {
   constexpr int BS = 16, NV = HD / 16;
@@ -229,8 +148,15 @@ void run_tile_v16(const AttentionArgs& a, const AttentionTile& tile, float* scra
       for (int r = 0; r < n_rep; ++r) {
         const int row = (t - tile.t0) * n_rep + r;
         const float* q = a.q + (s.first_token + t) * a.ldq + static_cast<int64_t>((tile.kv_head * n_rep + r)) * HD;
-        v16f sc = {};
-        for (int d = 0; d < HD; ++d) sc += q[d] * load16(kt + d * BS);
+        // Four partial sums: one chain of HD dependent FMAs would be latency-bound.
+        v16f s0 = {}, s1 = {}, s2 = {}, s3 = {};
+        for (int d = 0; d < HD; d += 4) {
+          s0 += q[d] * load16(kt + d * BS);
+          s1 += q[d + 1] * load16(kt + (d + 1) * BS);
+          s2 += q[d + 2] * load16(kt + (d + 2) * BS);
+          s3 += q[d + 3] * load16(kt + (d + 3) * BS);
+        }
+        v16f sc = (s0 + s1) + (s2 + s3);
         sc = valid ? sc * a.scale : neg_inf;
         const float m_new = std::max(m[row], reduce16<true>(sc));
         const v16f p = valid ? vexp(sc - m_new) : v16f{};

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <fmt/format.h>
 #include <thread>
 #include <vector>
@@ -55,6 +57,8 @@ class CpuBackend final : public Backend {
   void embed(int64_t n_tokens);
   void layer(int32_t il, int64_t n_tokens);
   void store_kv(int32_t il, int64_t n_tokens);
+  template <class T>
+  void store_token(int32_t il, int64_t phys, int32_t slot, const float* kv, int thread);
   void output(const Batch& batch, float* logits);
 
   const GgufFile& file_;
@@ -79,6 +83,7 @@ class CpuBackend final : public Backend {
   std::vector<AttentionSeq> seqs_;
   std::vector<AttentionTile> tiles_;
   std::vector<float> x_, xn_, qkv_, attn_, tmp_, gu_, act_, out_rows_, att_scratch_;
+  std::vector<_Float16> kv_half_;  // per thread: one token's K and V narrowed for the cache
   MatmulInput in_;
 };
 
@@ -159,6 +164,7 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
                                                static_cast<int32_t>(c_.head_dim)) *
                       pool_.size());
   // Grow the activation buffers to their largest size now, so no step allocates.
+  kv_half_.resize(2 * kv_dim_ * pool_.size());
   bool any_int8 = lm_head_.wants_int8();
   for (const Layer& L : layers_)
     any_int8 = any_int8 || L.qkv.wants_int8() || L.wo.wants_int8() || L.gate_up.wants_int8() || L.down.wants_int8();
@@ -218,31 +224,39 @@ void CpuBackend::embed(int64_t n_tokens) {
 
 void CpuBackend::store_kv(int32_t il, int64_t n_tokens) {
   const int64_t hd = c_.head_dim, nkv = c_.n_head_kv;
-  uint8_t* kp = k_[il].data();
-  uint8_t* vp = v_[il].data();
-  pool_.parallel_for(n_tokens, [&](int64_t t, int) {
+  pool_.parallel_for(n_tokens, [&](int64_t t, int thread) {
     const AttentionSeq& s = seqs_[seq_of_[t]];
     const int32_t p = pos_[t];
     const int64_t phys = s.block_table[p / bs_];
     const int32_t slot = p % bs_;
-    const float* k = qkv_.data() + t * qkv_dim_ + q_dim_;
-    const float* v = k + kv_dim_;
-    for (int64_t g = 0; g < nkv; ++g) {
-      const int64_t kbase = (phys * nkv + g) * hd * bs_;  // [hd][bs]
-      const int64_t vbase = kbase + static_cast<int64_t>(slot) * hd;  // [bs][hd]
-      for (int64_t e = 0; e < hd; ++e) {
-        const float kv_k = k[g * hd + e], kv_v = v[g * hd + e];
-        const int64_t ki = kbase + e * bs_ + slot, vi = vbase + e;
-        if (kv_dtype_ == KvDtype::kF16) {
-          reinterpret_cast<_Float16*>(kp)[ki] = static_cast<_Float16>(kv_k);
-          reinterpret_cast<_Float16*>(vp)[vi] = static_cast<_Float16>(kv_v);
-        } else {
-          reinterpret_cast<float*>(kp)[ki] = kv_k;
-          reinterpret_cast<float*>(vp)[vi] = kv_v;
-        }
-      }
-    }
+    const float* kv = qkv_.data() + t * qkv_dim_ + q_dim_;  // K then V, side by side
+    if (kv_dtype_ == KvDtype::kF16)
+      store_token<_Float16>(il, phys, slot, kv, thread);
+    else
+      store_token<float>(il, phys, slot, kv, thread);
   });
+}
+
+// One token's K and V into its slot: V rows are contiguous ([slot][hd]); K is dimension-major
+// ([hd][slot]), so its elements are scattered with a stride of one block.
+template <class T>
+void CpuBackend::store_token(int32_t il, int64_t phys, int32_t slot, const float* kv, int thread) {
+  const int64_t hd = c_.head_dim, nkv = c_.n_head_kv;
+  const T* src;
+  if constexpr (std::is_same_v<T, float>) {
+    src = kv;
+  } else {
+    _Float16* half = kv_half_.data() + thread * 2 * kv_dim_;
+    f32_to_f16(kv, half, 2 * kv_dim_);
+    src = half;
+  }
+  T* kp = reinterpret_cast<T*>(k_[il].data());
+  T* vp = reinterpret_cast<T*>(v_[il].data());
+  for (int64_t g = 0; g < nkv; ++g) {
+    const int64_t base = (phys * nkv + g) * hd * bs_;
+    for (int64_t e = 0; e < hd; ++e) kp[base + e * bs_ + slot] = src[g * hd + e];
+    std::memcpy(vp + base + slot * hd, src + kv_dim_ + g * hd, hd * sizeof(T));
+  }
 }
 
 void CpuBackend::layer(int32_t il, int64_t T) {

@@ -2,7 +2,37 @@
 
 #include <cmath>
 
+#include "engine/cpu/matmul.hpp"
+
 namespace llmd::engine::cpu {
+
+#define LLMD_DECLARE_ISA(ns)                                                  \
+  namespace ns {                                                              \
+  void silu_mul(const float* gate, const float* up, float* out, int64_t n);  \
+  void f32_to_f16(const float* src, _Float16* dst, int64_t n);                \
+  }
+LLMD_DECLARE_ISA(scalar)
+LLMD_DECLARE_ISA(avx2)
+LLMD_DECLARE_ISA(avx512)
+#undef LLMD_DECLARE_ISA
+
+namespace {
+struct ElementwiseKernels {
+  decltype(&scalar::silu_mul) silu_mul;
+  decltype(&scalar::f32_to_f16) f32_to_f16;
+};
+
+const ElementwiseKernels& kernels() {
+  static const ElementwiseKernels k = [] {
+    switch (detect_isa()) {
+      case Isa::kAvx512: return ElementwiseKernels{&avx512::silu_mul, &avx512::f32_to_f16};
+      case Isa::kAvx2: return ElementwiseKernels{&avx2::silu_mul, &avx2::f32_to_f16};
+      default: return ElementwiseKernels{&scalar::silu_mul, &scalar::f32_to_f16};
+    }
+  }();
+  return k;
+}
+}  // namespace
 
 void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   double sum = 0.0;
@@ -11,9 +41,9 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
 }
 
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) { kernels().silu_mul(gate, up, out, n); }
+
+void f32_to_f16(const float* src, _Float16* dst, int64_t n) { kernels().f32_to_f16(src, dst, n); }
 
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];

@@ -16,6 +16,9 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps);
 // out[i] = silu(gate[i]) * up[i]
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 
+// Round to nearest even, as the KV cache stores keys and values.
+void f32_to_f16(const float* src, _Float16* dst, int64_t n);
+
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);
 
