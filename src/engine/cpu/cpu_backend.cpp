@@ -223,7 +223,6 @@ void CpuBackend::embed(int64_t n_tokens) {
 }
 
 void CpuBackend::store_kv(int32_t il, int64_t n_tokens) {
-  const int64_t hd = c_.head_dim, nkv = c_.n_head_kv;
   pool_.parallel_for(n_tokens, [&](int64_t t, int thread) {
     const AttentionSeq& s = seqs_[seq_of_[t]];
     const int32_t p = pos_[t];
