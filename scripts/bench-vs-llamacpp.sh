@@ -72,10 +72,15 @@ for ((r = 1; r <= rounds; r++)); do
     "$llmd" model bench --model "$model" --prompt-tokens "$prompt" --gen-tokens "$gen" --threads "$threads" \
       -r "$runs" --json >"$results/llmd.$r.json" || die "llmd model bench failed"
   fi
-  echo "round $r/$rounds: llama.cpp ..." >&2
-  node "$harness/bench.mjs" --model "$model" --prompt-tokens "$prompt" --gen-tokens "$gen" \
-    --threads "$threads" --runs "$runs" --warmup 1 >"$results/llamacpp.$r.json" 2>"$results/llamacpp.$r.log" ||
-    { cat "$results/llamacpp.$r.log" >&2; die "llama.cpp harness failed"; }
+  # llama.cpp's flash attention helps its prefill and hurts its decode: both settings are measured
+  # and llmd is compared with the better one for each number.
+  for fa in auto off; do
+    echo "round $r/$rounds: llama.cpp (flash attention $fa) ..." >&2
+    node "$harness/bench.mjs" --model "$model" --prompt-tokens "$prompt" --gen-tokens "$gen" \
+      --threads "$threads" --runs "$runs" --warmup 1 --flash-attention "$fa" \
+      >"$results/llamacpp-fa-$fa.$r.json" 2>"$results/llamacpp-fa-$fa.$r.log" ||
+      { cat "$results/llamacpp-fa-$fa.$r.log" >&2; die "llama.cpp harness failed"; }
+  done
 done
 
 # Medians and the table, computed in node (always present here) rather than with jq/bc.
@@ -93,9 +98,11 @@ const ratio = (a, b) => (a == null || b == null ? "n/a" : (a / b).toFixed(2) + "
 const summarize = (rs) => rs.length ? { prefill: median(rs.map((r) => r.prefill_tok_s)),
   decode: median(rs.map((r) => r.decode_tok_s)) } : null;
 const llmd = summarize(load("llmd"));
-const lcRuns = load("llamacpp");
-const lc = summarize(lcRuns);
-const info = lcRuns[0]?.llama_cpp ?? {};
+const lcAuto = load("llamacpp-fa-auto"), lcOff = load("llamacpp-fa-off");
+const lc = { auto: summarize(lcAuto), off: summarize(lcOff) };
+const best = { prefill: Math.max(lc.auto?.prefill ?? 0, lc.off?.prefill ?? 0),
+  decode: Math.max(lc.auto?.decode ?? 0, lc.off?.decode ?? 0) };
+const info = lcAuto[0]?.llama_cpp ?? {};
 const cpu = os.cpus()[0]?.model ?? "unknown CPU";
 console.log(`model ${process.env.MODEL}, ${process.env.THREADS} threads, prompt ${process.env.PROMPT} tokens, ` +
   `${process.env.GEN} generated; ${process.env.ROUNDS} rounds x ${process.env.RUNS} runs; ${cpu}, ` +
@@ -104,7 +111,8 @@ console.log("");
 console.log("| engine | prefill tok/s | decode tok/s |");
 console.log("|---|---:|---:|");
 if (llmd) console.log(`| llmd | ${fmt(llmd.prefill)} | ${fmt(llmd.decode)} |`);
-console.log(`| llama.cpp ${info.release ?? ""} (node-llama-cpp, CPU ${info.cpu_variant ?? "?"}) | ` +
-  `${fmt(lc?.prefill)} | ${fmt(lc?.decode)} |`);
-if (llmd) console.log(`| llmd / llama.cpp | ${ratio(llmd.prefill, lc?.prefill)} | ${ratio(llmd.decode, lc?.decode)} |`);
+const name = `llama.cpp ${info.release ?? ""} (node-llama-cpp, CPU ${info.cpu_variant ?? "?"})`;
+for (const fa of ["auto", "off"])
+  console.log(`| ${name}, flash attention ${fa} | ${fmt(lc[fa]?.prefill)} | ${fmt(lc[fa]?.decode)} |`);
+if (llmd) console.log(`| llmd / best llama.cpp | ${ratio(llmd.prefill, best.prefill)} | ${ratio(llmd.decode, best.decode)} |`);
 '

@@ -114,7 +114,7 @@ TEST_F(ModelSynthTest, EveryPresetHasItsModelsShapeAndKeys) {
     int64_t embd, layers, heads, kv, ff, vocab, ctx;
     float rope_base;
   };
-  for (const Want w : {Want{"tiny", 256, 4, 8, 4, 768, 4096, 2048, 10000.0f},
+  for (const Want& w : {Want{"tiny", 256, 4, 8, 4, 768, 4096, 2048, 10000.0f},
                        Want{"160m", 768, 12, 12, 12, 3072, 32000, 2048, 10000.0f},
                        Want{"1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f},
                        Want{"8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f}}) {
@@ -180,7 +180,9 @@ TEST_F(ModelSynthTest, SelfMadeVocabIsSentencePieceShaped) {
   EXPECT_EQ(v.tokens[259], "\xe2\x96\x81");
   for (size_t i = 259; i < v.tokens.size(); ++i) {
     ASSERT_EQ(v.types[i], 1) << i;
-    if (i > 259) ASSERT_LT(v.scores[i], v.scores[i - 1]) << i;  // by rank, as SentencePiece scores
+    if (i > 259) {  // by rank, as SentencePiece scores
+      ASSERT_LT(v.scores[i], v.scores[i - 1]) << i;
+    }
   }
   const std::set<std::string> unique(v.tokens.begin(), v.tokens.end());
   EXPECT_EQ(unique.size(), v.tokens.size());
