@@ -54,7 +54,7 @@ std::vector<int32_t> Generator::generate(std::span<const int32_t> prompt, const 
   sampler.set_prompt(prompt);
   std::vector<int32_t> out;
   out.reserve(opt.max_tokens);
-  const float* logits = feed(prompt);
+  feed(prompt);
   while (static_cast<int32_t>(out.size()) < opt.max_tokens) {
     const int32_t tok = sampler.sample(logits_.data());
     if (!opt.ignore_eos && is_eos && is_eos(tok)) break;
@@ -63,9 +63,8 @@ std::vector<int32_t> Generator::generate(std::span<const int32_t> prompt, const 
     if (on_token && !on_token(tok)) break;
     if (static_cast<int32_t>(out.size()) == opt.max_tokens || n_past_ >= backend_.max_seq_len()) break;
     const int32_t one[] = {tok};
-    logits = feed(one);
+    feed(one);
   }
-  (void)logits;
   return out;
 }
 
