@@ -2,7 +2,11 @@
 // the paged-batching contract: any mix of sequences, on shuffled blocks, computes what each would alone.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -11,6 +15,8 @@
 #include "engine/cpu/cpu_backend.hpp"
 #include "engine/generator.hpp"
 #include "model/gguf.hpp"
+#include "model/gguf_writer.hpp"
+#include "model/synth.hpp"
 
 namespace llmd::engine {
 namespace {
@@ -70,8 +76,45 @@ void expect_close(std::span<const float> a, std::span<const float> b) {
   for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f * std::max(1.0f, max_abs)) << "logit " << i;
 }
 
-TEST(CpuBackend, BatchOfMixedSequencesOnShuffledBlocksMatchesEachAlone) {
-  const auto file = model::GgufFile::open(kModel);
+// Models for the batching test: the real one (F32, head_dim 8: the generic attention path) and
+// synthetic ones through the int8 kernels and the vectorised head_dim-64 attention, with GQA.
+struct ModelCase {
+  const char* name;
+  model::GgmlType dtype;  // F32 with preset "": the real stories260K model
+  int n_head, n_head_kv;
+};
+
+class TempModel {
+ public:
+  explicit TempModel(const ModelCase& m) {
+    if (std::string(m.name) == "stories260K") {
+      path_ = kModel;
+      return;
+    }
+    path_ = (std::filesystem::temp_directory_path() / fmt::format("llmd_test_{}_{}.gguf", m.name, getpid())).string();
+    model::SynthOptions o;
+    o.preset = {"test", 512, 512, 64 * m.n_head, 2, m.n_head, m.n_head_kv, 256, 1e-5f, 10000.0f};
+    o.dtype = m.dtype;
+    o.out = path_;
+    o.seed = 3;
+    model::synthesize_model(o);
+    owned_ = true;
+  }
+  ~TempModel() {
+    if (owned_) std::filesystem::remove(path_);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool owned_ = false;
+};
+
+class BatchTest : public ::testing::TestWithParam<ModelCase> {};
+
+TEST_P(BatchTest, MixedSequencesOnShuffledBlocksMatchEachAlone) {
+  const TempModel tm(GetParam());
+  const auto file = model::GgufFile::open(tm.path());
   BackendConfig cfg;
   cfg.threads = 2;
   cfg.max_seq_len = 256;
@@ -117,6 +160,40 @@ TEST(CpuBackend, BatchOfMixedSequencesOnShuffledBlocksMatchesEachAlone) {
   expect_close(std::span(logits).subspan(0, V), alone(*backend, c));
   expect_close(std::span(logits).subspan(V, V), alone(*backend, a));
   expect_close(std::span(logits).subspan(2 * V, V), alone(*backend, b6));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, BatchTest,
+                         ::testing::Values(ModelCase{"stories260K", model::GgmlType::F32, 8, 4},
+                                           ModelCase{"q8_0", model::GgmlType::Q8_0, 4, 2},
+                                           ModelCase{"q4_0", model::GgmlType::Q4_0, 4, 1},
+                                           ModelCase{"f16", model::GgmlType::F16, 2, 2}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+// stories260K stores output.weight equal to token_embd.weight: without it (tied output) the
+// logits must be the same, bit for bit.
+TEST(CpuBackend, TiedOutputUsesTheEmbedding) {
+  const auto file = model::GgufFile::open(kModel);
+  model::GgufWriter w;
+  for (const auto& [key, value] : file.metadata()) w.set(key, value);
+  for (const auto& t : file.tensors()) {
+    if (t.name == "output.weight") continue;
+    const uint8_t* p = file.tensor_data(t);
+    w.add_tensor(t.name, t.dims, t.type, std::vector<uint8_t>(p, p + t.n_bytes));
+  }
+  const std::string tied = (std::filesystem::temp_directory_path() / fmt::format("llmd_tied_{}.gguf", getpid())).string();
+  w.write(tied);
+  const auto tied_file = model::GgufFile::open(tied);
+  std::filesystem::remove(tied);
+
+  BackendConfig cfg;
+  cfg.threads = 1;
+  cfg.max_seq_len = 64;
+  auto separate = cpu::make_cpu_backend(file, cfg);
+  auto shared = cpu::make_cpu_backend(tied_file, cfg);
+  ASSERT_FALSE(separate->config().tied_output);
+  ASSERT_TRUE(shared->config().tied_output);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  EXPECT_EQ(alone(*separate, prompt), alone(*shared, prompt));
 }
 
 TEST(CpuBackend, RejectsBadBatchesWithoutCrashing) {
