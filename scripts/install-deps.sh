@@ -7,6 +7,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
+  libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  prometheus
   clang-format
 )
 # Node.js (for the OpenAI SDK and llama.cpp comparison tools) may come from another
