@@ -1,0 +1,252 @@
+// The Beast half of the HTTP client (one translation unit: Beast is slow to compile).
+#include "common/http_client.hpp"
+
+#include "common/error.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <limits>
+
+namespace llmd::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using beast::error_code;
+
+struct Client::Conn {
+  explicit Conn(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buf;
+  std::chrono::steady_clock::time_point idle_since;
+};
+
+namespace {
+
+constexpr std::size_t kReadChunk = 16 << 10;
+constexpr std::uint32_t kMaxResponseHeaderBytes = 64 << 10;
+
+beast::string_view bsv(std::string_view s) {
+  return {s.data(), s.size()};
+}
+std::string str(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+auto ec_token(error_code& ec) {
+  return asio::redirect_error(asio::use_awaitable, ec);
+}
+
+std::string describe(const error_code& ec) {
+  return ec == beast::error::timeout ? std::string("timed out") : ec.message();
+}
+
+asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor ex, const std::string& host,
+                                                         std::uint16_t port, const ClientConfig& cfg) {
+  error_code ec;
+  tcp::resolver resolver(ex);
+  auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), ec_token(ec));
+  if (ec) fail("HTTP: cannot resolve {}: {}", host, ec.message());
+  auto c = std::make_unique<Client::Conn>(ex);
+  c->stream.expires_after(cfg.connect_timeout);
+  co_await c->stream.async_connect(endpoints, ec_token(ec));
+  if (ec) fail("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec));
+  c->stream.socket().set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
+  co_return c;
+}
+
+struct Outcome {
+  error_code ec;
+  bool got_header = false;  // the server answered: a retry could repeat a side effect
+  bool reusable = false;
+};
+
+bool method_has_body(std::string_view m) {
+  return m == "POST" || m == "PUT" || m == "PATCH";
+}
+
+asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& host, std::uint16_t port,
+                                         const std::string& method, const std::string& target,
+                                         const std::string& body, const Headers& headers,
+                                         const ClientConfig& cfg, ChunkCallback* on_chunk, Outcome& out) {
+  ClientResponse resp;
+  bhttp::request<bhttp::string_body> req;
+  req.version(11);
+  req.method_string(bsv(method));
+  req.target(bsv(target));
+  if (!headers.contains("Host")) req.set(bhttp::field::host, fmt::format("{}:{}", host, port));
+  for (const auto& [k, v] : headers) req.insert(bsv(k), bsv(v));
+  req.body() = body;
+  if (!body.empty() || method_has_body(method)) req.content_length(body.size());
+  c.stream.expires_after(cfg.io_timeout);
+  co_await bhttp::async_write(c.stream, req, ec_token(out.ec));
+  if (out.ec) co_return resp;
+
+  bhttp::response_parser<bhttp::buffer_body> p;
+  p.header_limit(kMaxResponseHeaderBytes);
+  // Enforced below for buffered bodies; streams are unbounded. Not boost::none: Boost 1.74 compares
+  // Content-Length against an empty optional as "greater" and rejects every body.
+  p.body_limit(std::numeric_limits<std::uint64_t>::max());
+  if (method == "HEAD") p.skip(true);
+  c.stream.expires_after(cfg.io_timeout);
+  co_await bhttp::async_read_header(c.stream, c.buf, p, ec_token(out.ec));
+  if (out.ec) co_return resp;
+  out.got_header = true;
+  resp.status = p.get().result_int();
+  for (const auto& f : p.get()) resp.headers.add(str(f.name_string()), str(f.value()));
+
+  char piece[kReadChunk];
+  bool stopped = false;
+  while (!p.is_done()) {
+    p.get().body().data = piece;
+    p.get().body().size = sizeof piece;
+    c.stream.expires_after(cfg.io_timeout);
+    // read_some, not read: it returns as soon as any body arrived, so each SSE event is seen at once.
+    co_await bhttp::async_read_some(c.stream, c.buf, p, ec_token(out.ec));
+    if (out.ec == bhttp::error::need_buffer) out.ec = {};
+    if (out.ec) co_return resp;
+    std::size_t n = sizeof piece - p.get().body().size;
+    if (n == 0) continue;
+    if (on_chunk) {
+      if (!co_await (*on_chunk)(resp, std::string_view(piece, n))) {
+        stopped = true;
+        break;
+      }
+    } else {
+      if (resp.body.size() + n > cfg.max_body_bytes)
+        fail("HTTP {} {}:{}{}: response body exceeds {} bytes", method, host, port, target,
+             cfg.max_body_bytes);
+      resp.body.append(piece, n);
+    }
+  }
+  out.reusable = !stopped && p.is_done() && p.get().keep_alive();
+  co_return resp;
+}
+
+[[noreturn]] void fail_exchange(const std::string& host, std::uint16_t port, const std::string& method,
+                                const std::string& target, const error_code& ec) {
+  fail("HTTP {} {}:{}{}: {}", method, host, port, target, describe(ec));
+}
+
+}  // namespace
+
+Client::Client(asio::any_io_executor executor, ClientConfig config)
+    : executor_(std::move(executor)), config_(std::move(config)) {}
+
+Client::~Client() = default;
+
+asio::awaitable<ClientResponse> Client::request(std::string host, std::uint16_t port, std::string method,
+                                                std::string target, std::string body, Headers headers) {
+  co_return co_await run(std::move(host), port, std::move(method), std::move(target), std::move(body),
+                         std::move(headers), nullptr);
+}
+
+asio::awaitable<ClientResponse> Client::stream(std::string host, std::uint16_t port, std::string method,
+                                               std::string target, std::string body, Headers headers,
+                                               ChunkCallback on_chunk) {
+  co_return co_await run(std::move(host), port, std::move(method), std::move(target), std::move(body),
+                         std::move(headers), &on_chunk);
+}
+
+asio::awaitable<ClientResponse> Client::run(std::string host, std::uint16_t port, std::string method,
+                                            std::string target, std::string body, Headers headers,
+                                            ChunkCallback* on_chunk) {
+  const std::string key = fmt::format("{}:{}", host, port);
+  for (int attempt = 0;; ++attempt) {
+    auto c = attempt == 0 ? take_idle(key) : nullptr;
+    const bool reused = c != nullptr;
+    if (!c) c = co_await open_conn(executor_, host, port, config_);
+    Outcome out;
+    auto resp = co_await exchange(*c, host, port, method, target, body, headers, config_, on_chunk, out);
+    if (out.ec) {
+      // A pooled connection the server closed meanwhile fails before any answer: the request never
+      // ran, so one retry on a fresh connection is safe.
+      if (reused && !out.got_header && out.ec != beast::error::timeout) continue;
+      fail_exchange(host, port, method, target, out.ec);
+    }
+    if (out.reusable) put_idle(key, std::move(c));
+    co_return resp;
+  }
+}
+
+std::unique_ptr<Client::Conn> Client::take_idle(const std::string& key) {
+  std::lock_guard lk(mu_);
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
+  auto& v = it->second;
+  const auto now = std::chrono::steady_clock::now();
+  while (!v.empty()) {
+    auto c = std::move(v.back());
+    v.pop_back();
+    if (now - c->idle_since < config_.pool_idle_timeout) return c;
+  }
+  return nullptr;
+}
+
+void Client::put_idle(const std::string& key, std::unique_ptr<Conn> c) {
+  c->idle_since = std::chrono::steady_clock::now();
+  std::lock_guard lk(mu_);
+  auto& v = idle_[key];
+  if (v.size() < config_.max_idle_per_host) v.push_back(std::move(c));
+}
+
+std::size_t Client::idle_connections() const {
+  std::lock_guard lk(mu_);
+  std::size_t n = 0;
+  for (const auto& [k, v] : idle_) n += v.size();
+  return n;
+}
+
+asio::awaitable<ClientResponse> request(std::string host, std::uint16_t port, std::string method,
+                                        std::string target, std::string body, Headers headers,
+                                        ClientConfig config) {
+  co_return co_await request_stream(std::move(host), port, std::move(method), std::move(target),
+                                    std::move(body), std::move(headers), nullptr, std::move(config));
+}
+
+asio::awaitable<ClientResponse> request_stream(std::string host, std::uint16_t port, std::string method,
+                                               std::string target, std::string body, Headers headers,
+                                               ChunkCallback on_chunk, ClientConfig config) {
+  auto ex = co_await asio::this_coro::executor;
+  auto c = co_await open_conn(ex, host, port, config);
+  Outcome out;
+  auto resp = co_await exchange(*c, host, port, method, target, body, headers, config,
+                                on_chunk ? &on_chunk : nullptr, out);
+  if (out.ec) fail_exchange(host, port, method, target, out.ec);
+  co_return resp;
+}
+
+namespace {
+ClientResponse run_blocking(asio::awaitable<ClientResponse> op, asio::io_context& ioc) {
+  ClientResponse result;
+  std::exception_ptr error;
+  asio::co_spawn(ioc, std::move(op), [&](std::exception_ptr e, ClientResponse r) {
+    error = e;
+    result = std::move(r);
+  });
+  ioc.run();
+  if (error) std::rethrow_exception(error);
+  return result;
+}
+}  // namespace
+
+ClientResponse fetch(const std::string& host, std::uint16_t port, const std::string& method,
+                     const std::string& target, const std::string& body, const Headers& headers,
+                     const ClientConfig& config) {
+  asio::io_context ioc;
+  return run_blocking(request(host, port, method, target, body, headers, config), ioc);
+}
+
+ClientResponse fetch_stream(const std::string& host, std::uint16_t port, const std::string& method,
+                            const std::string& target, const std::string& body, const Headers& headers,
+                            const std::function<bool(std::string_view chunk)>& on_chunk,
+                            const ClientConfig& config) {
+  asio::io_context ioc;
+  ChunkCallback cb = [&on_chunk](const ClientResponse&, std::string_view chunk) -> asio::awaitable<bool> {
+    co_return on_chunk(chunk);
+  };
+  return run_blocking(request_stream(host, port, method, target, body, headers, std::move(cb), config), ioc);
+}
+
+}  // namespace llmd::http

@@ -1,0 +1,61 @@
+#pragma once
+// HTTP header list shared by the server and the client. Field names are case-insensitive
+// (RFC 9110); order and duplicates are kept because proxies (the router) forward them as they came.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmd::http {
+
+bool iequals(std::string_view a, std::string_view b);
+
+class Headers {
+ public:
+  Headers() = default;
+  Headers(std::initializer_list<std::pair<std::string, std::string>> init) : fields_(init) {}
+
+  // The first value of `name`, if present.
+  std::optional<std::string_view> get(std::string_view name) const {
+    for (const auto& [k, v] : fields_)
+      if (iequals(k, name)) return v;
+    return std::nullopt;
+  }
+  std::string get_or(std::string_view name, std::string_view fallback) const {
+    auto v = get(name);
+    return std::string(v ? *v : fallback);
+  }
+  bool contains(std::string_view name) const { return get(name).has_value(); }
+
+  void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
+  // Replaces every existing `name` with one field.
+  void set(std::string name, std::string value) {
+    erase(name);
+    add(std::move(name), std::move(value));
+  }
+  void erase(std::string_view name) {
+    std::erase_if(fields_, [&](const auto& f) { return iequals(f.first, name); });
+  }
+
+  auto begin() const { return fields_.begin(); }
+  auto end() const { return fields_.end(); }
+  std::size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+}  // namespace llmd::http

@@ -1,0 +1,580 @@
+// The Beast half of the HTTP server: kept to this one file because Beast costs ~15 s of compile per
+// translation unit (DESIGN.md).
+#include "common/http_server.hpp"
+
+#include "common/error.hpp"
+
+#include <fmt/format.h>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace llmd::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+using beast::error_code;
+
+namespace {
+
+constexpr std::size_t kReadChunk = 16 << 10;
+// After an error response, how long (and how much) we keep reading what the client still sends so
+// the kernel does not answer it with a RST that would destroy our response before it is read.
+constexpr auto kLingerTime = std::chrono::seconds(1);
+constexpr std::size_t kLingerBytes = 1 << 20;
+
+std::string_view default_error_type(int status) {
+  switch (status) {
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 429:
+      return "rate_limit_error";
+    default:
+      return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+// Beast 1.74 speaks boost::string_view; these convert at the boundary.
+beast::string_view bsv(std::string_view s) {
+  return {s.data(), s.size()};
+}
+std::string str(beast::string_view s) {
+  return {s.data(), s.size()};
+}
+
+auto ec_token(error_code& ec) {
+  return asio::redirect_error(asio::use_awaitable, ec);
+}
+
+bool is_http_parse_error(const error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
+         ec != bhttp::error::partial_message && ec != bhttp::error::end_of_stream;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out += char(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string json_error(int status, std::string_view message, std::string_view type, std::string_view param) {
+  nlohmann::json err = {
+      {"message", message},
+      {"type", type.empty() ? default_error_type(status) : type},
+      {"param", param.empty() ? nlohmann::json(nullptr) : nlohmann::json(param)},
+      {"code", status},
+  };
+  return nlohmann::json{{"error", std::move(err)}}.dump();
+}
+
+std::optional<std::string> Request::query_param(std::string_view name) const {
+  std::string_view q = query;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    auto pair = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (percent_decode(pair.substr(0, eq)) != name) continue;
+    return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1));
+  }
+  return std::nullopt;
+}
+
+struct Server::Impl {
+  explicit Impl(ServerConfig c)
+      : cfg(std::move(c)),
+        ioc(std::make_unique<asio::io_context>(std::max(1, cfg.io_threads))),
+        acceptor(asio::make_strand(*ioc)) {}
+
+  asio::awaitable<void> accept_loop();
+  void connection_done(std::uint64_t id);
+
+  // Declaration order is destruction order reversed: the routes (whose lambdas coroutine frames
+  // may point into) and the registry outlive the io_context, which outlives the acceptor.
+  ServerConfig cfg;
+  std::map<std::string, std::vector<std::pair<std::string, Handler>>> routes;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::uint64_t, std::weak_ptr<detail::Connection>> conns;
+  std::uint64_t next_id = 0;
+  int live = 0;  // running connection coroutines + the accept loop
+  bool started = false;
+  bool stopped = false;
+  std::atomic<bool> stopping{false};
+  std::uint16_t bound_port = 0;
+  std::unique_ptr<asio::io_context> ioc;
+  tcp::acceptor acceptor;
+  std::vector<std::thread> threads;
+};
+
+namespace detail {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Server::Impl& srv, tcp::socket sock)
+      : srv_(srv), stream_(std::move(sock)), watch_done_(stream_.get_executor()) {
+    error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      remote_address_ = ep.address().to_string();
+      remote_port_ = ep.port();
+    }
+  }
+
+  asio::awaitable<void> run();
+  auto executor() { return stream_.get_executor(); }
+
+  // From any thread: abort whatever the connection is doing.
+  void shutdown() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->cancel_.fire();
+      error_code ec;
+      self->stream_.socket().close(ec);
+    });
+  }
+
+  // Used by Response; all on the connection's strand.
+  template <class Message>
+  asio::awaitable<bool> write_message(Message& m) {
+    error_code ec;
+    stream_.expires_after(srv_.cfg.write_timeout);
+    co_await bhttp::async_write(stream_, m, ec_token(ec));
+    co_return ok(ec);
+  }
+  template <class Serializer>
+  asio::awaitable<bool> write_header(Serializer& sr) {
+    error_code ec;
+    stream_.expires_after(srv_.cfg.write_timeout);
+    co_await bhttp::async_write_header(stream_, sr, ec_token(ec));
+    co_return ok(ec);
+  }
+  template <class Buffers>
+  asio::awaitable<bool> write_buffers(const Buffers& b) {
+    error_code ec;
+    stream_.expires_after(srv_.cfg.write_timeout);
+    co_await asio::async_write(stream_, b, ec_token(ec));
+    co_return ok(ec);
+  }
+
+ private:
+  bool ok(const error_code& ec) {
+    if (!ec) return true;
+    cancel_.fire();  // a failed write means the client is gone (or too slow): same thing
+    return false;
+  }
+
+  asio::awaitable<void> reject(const error_code& ec);
+  asio::awaitable<bool> serve(bhttp::request<bhttp::string_body>&& msg);
+  asio::awaitable<void> call_handler(Handler& h, Request& req, Response& res, std::string& error);
+  asio::awaitable<void> watch();
+  asio::awaitable<void> stop_watch();
+  asio::awaitable<void> linger();
+
+  Server::Impl& srv_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buf_;
+  CancelSignal cancel_;
+  std::string remote_address_;
+  std::uint16_t remote_port_ = 0;
+  bool watching_ = false;
+  bool watch_stop_ = false;
+  asio::steady_timer watch_done_;
+};
+
+asio::awaitable<void> Connection::run() {
+  auto self = shared_from_this();
+  const auto& cfg = srv_.cfg;
+  error_code ec;
+  while (!srv_.stopping && !cancel_.fired()) {
+    if (buf_.size() == 0) {  // idle between requests: the idle timeout applies
+      stream_.expires_after(cfg.idle_timeout);
+      auto n = co_await stream_.async_read_some(buf_.prepare(kReadChunk), ec_token(ec));
+      if (ec) break;
+      buf_.commit(n);
+    }
+    // From here the whole request must arrive within read_timeout: a stalled client costs nothing.
+    stream_.expires_after(cfg.read_timeout);
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(cfg.max_header_bytes, UINT32_MAX)));
+    parser.body_limit(cfg.max_body_bytes);  // checked against Content-Length before reading the body
+    co_await bhttp::async_read_header(stream_, buf_, parser, ec_token(ec));
+    if (ec) {
+      co_await reject(ec);
+      break;
+    }
+    if (auto expect = parser.get()[bhttp::field::expect];
+        iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(stream_, asio::buffer(kContinue), ec_token(ec));
+      if (ec) break;
+      stream_.expires_after(cfg.read_timeout);
+    }
+    if (!parser.is_done()) co_await bhttp::async_read(stream_, buf_, parser, ec_token(ec));
+    if (ec) {
+      co_await reject(ec);
+      break;
+    }
+    if (!co_await serve(parser.release())) break;
+  }
+  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+  stream_.socket().close(ec);
+}
+
+asio::awaitable<void> Connection::reject(const error_code& ec) {
+  int status = 0;
+  std::string message;
+  if (ec == bhttp::error::body_limit) {
+    status = 413;
+    message = fmt::format("Request body exceeds the limit of {} bytes", srv_.cfg.max_body_bytes);
+  } else if (ec == bhttp::error::header_limit) {
+    status = 431;
+    message = fmt::format("Request headers exceed the limit of {} bytes", srv_.cfg.max_header_bytes);
+  } else if (is_http_parse_error(ec)) {
+    status = 400;
+    message = fmt::format("Malformed HTTP request: {}", ec.message());
+  } else {
+    co_return;  // timeout, reset, EOF mid-request: nobody to answer
+  }
+  bhttp::response<bhttp::string_body> m{static_cast<bhttp::status>(status), 11};
+  m.set(bhttp::field::content_type, "application/json");
+  m.keep_alive(false);
+  m.body() = json_error(status, message);
+  m.prepare_payload();
+  if (co_await write_message(m)) co_await linger();
+}
+
+asio::awaitable<void> Connection::linger() {
+  error_code ec;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.expires_after(kLingerTime);
+  std::size_t drained = 0;
+  char scratch[kReadChunk];
+  while (!ec && drained < kLingerBytes) {
+    drained += co_await stream_.async_read_some(asio::buffer(scratch), ec_token(ec));
+  }
+}
+
+asio::awaitable<bool> Connection::serve(bhttp::request<bhttp::string_body>&& msg) {
+  Request req;
+  req.method = str(msg.method_string());
+  req.target = str(msg.target());
+  auto q = req.target.find('?');
+  req.path = req.target.substr(0, q);
+  if (q != std::string::npos) req.query = req.target.substr(q + 1);
+  for (const auto& f : msg) req.headers.add(str(f.name_string()), str(f.value()));
+  req.body = std::move(msg.body());
+  req.remote_address = remote_address_;
+  req.remote_port = remote_port_;
+
+  const bool keep = srv_.cfg.keep_alive && msg.keep_alive() && !srv_.stopping;
+  Response res(this, &cancel_, keep);
+
+  auto route = srv_.routes.find(req.path);
+  Handler* handler = nullptr;
+  std::string allow;
+  if (route != srv_.routes.end()) {
+    for (auto& [method, h] : route->second) {
+      if (method == req.method) handler = &h;
+      allow += allow.empty() ? method : ", " + method;
+    }
+  }
+  if (route == srv_.routes.end()) {
+    co_await res.send_error(404, fmt::format("Not found: {}", req.path), "not_found_error");
+  } else if (!handler) {
+    Headers extra;  // built outside co_await: g++ 12 miscompiles braced temporaries in coroutines
+    extra.add("Allow", allow);
+    co_await res.send(405, "application/json",
+                      json_error(405, fmt::format("Method {} not allowed for {}", req.method, req.path)),
+                      extra);
+  } else {
+    std::string error;
+    co_await call_handler(*handler, req, res, error);
+    if (!res.headers_sent()) {
+      // Not a ?: inside the co_await: g++ 12 destroys such a temporary twice.
+      if (error.empty()) error = "The handler sent no response";
+      co_await res.send_error(500, error, "server_error");
+    } else if (!res.finished()) {
+      if (error.empty()) {
+        co_await res.finish();
+      } else {
+        res.failed_ = true;  // a stream cut short must not look complete: close without the last chunk
+      }
+    }
+  }
+  co_return keep && !res.failed_ && !cancel_.fired();
+}
+
+asio::awaitable<void> Connection::call_handler(Handler& h, Request& req, Response& res, std::string& error) {
+  // While the handler runs we keep reading so a disconnect is seen at once (the handler may be
+  // waiting for the engine, not writing). Bytes read are kept in buf_ for the next request.
+  watch_stop_ = false;
+  watching_ = true;
+  asio::co_spawn(stream_.get_executor(), watch(), [self = shared_from_this()](std::exception_ptr) {
+    self->watching_ = false;
+    self->watch_done_.cancel();
+  });
+  try {
+    co_await h(req, res);
+  } catch (const std::exception& e) {
+    error = fmt::format("Internal error: {}", e.what());
+  } catch (...) {
+    error = "Internal error";
+  }
+  co_await stop_watch();
+}
+
+asio::awaitable<void> Connection::watch() {
+  error_code ec;
+  stream_.expires_never();  // only the read: writes set their own expiry while this read is pending
+  // Pipelined bytes beyond a header's worth wait in the kernel: we only need to see EOF/reset.
+  while (!watch_stop_ && buf_.size() < srv_.cfg.max_header_bytes) {
+    auto n = co_await stream_.async_read_some(buf_.prepare(kReadChunk), ec_token(ec));
+    buf_.commit(n);
+    if (ec) {
+      if (!watch_stop_) cancel_.fire();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> Connection::stop_watch() {
+  watch_stop_ = true;
+  if (!watching_) co_return;
+  error_code ec;
+  stream_.socket().cancel(ec);
+  watch_done_.expires_at(asio::steady_timer::time_point::max());
+  if (watching_) co_await watch_done_.async_wait(ec_token(ec));
+}
+
+}  // namespace detail
+
+// ---- Response ----
+
+asio::awaitable<bool> Response::send(int status, std::string_view content_type, std::string body,
+                                     const Headers& extra_headers) {
+  if (state_ != State::kNone) fail("HTTP response already started");
+  state_ = State::kDone;
+  if (cancel_->fired()) {
+    failed_ = true;
+    co_return false;
+  }
+  bhttp::response<bhttp::string_body> m{static_cast<bhttp::status>(status), 11};
+  m.set(bhttp::field::content_type, bsv(content_type));
+  for (const auto& [k, v] : extra_headers) m.insert(bsv(k), bsv(v));
+  m.keep_alive(keep_alive_);
+  m.body() = std::move(body);
+  m.prepare_payload();
+  bool ok = co_await conn_->write_message(m);
+  failed_ |= !ok;
+  co_return ok;
+}
+
+asio::awaitable<bool> Response::send_error(int status, std::string_view message, std::string_view type,
+                                           std::string_view param) {
+  co_return co_await send(status, "application/json", json_error(status, message, type, param));
+}
+
+asio::awaitable<bool> Response::start_stream(int status, std::string_view content_type,
+                                             const Headers& extra_headers) {
+  if (state_ != State::kNone) fail("HTTP response already started");
+  state_ = State::kStreaming;
+  if (cancel_->fired()) {
+    failed_ = true;
+    co_return false;
+  }
+  bhttp::response<bhttp::empty_body> m{static_cast<bhttp::status>(status), 11};
+  m.set(bhttp::field::content_type, bsv(content_type));
+  for (const auto& [k, v] : extra_headers) m.insert(bsv(k), bsv(v));
+  m.keep_alive(keep_alive_);
+  m.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> sr{m};
+  bool ok = co_await conn_->write_header(sr);
+  failed_ |= !ok;
+  co_return ok;
+}
+
+asio::awaitable<bool> Response::write(std::string_view chunk) {
+  if (state_ != State::kStreaming) fail("HTTP write() outside a stream");
+  if (failed_ || cancel_->fired()) {
+    failed_ = true;
+    co_return false;
+  }
+  if (chunk.empty()) co_return true;  // an empty chunk would end the stream
+  bool ok = co_await conn_->write_buffers(bhttp::make_chunk(asio::buffer(chunk.data(), chunk.size())));
+  failed_ |= !ok;
+  co_return ok;
+}
+
+asio::awaitable<bool> Response::finish() {
+  if (state_ != State::kStreaming) fail("HTTP finish() outside a stream");
+  state_ = State::kDone;
+  if (failed_ || cancel_->fired()) {
+    failed_ = true;
+    co_return false;
+  }
+  bool ok = co_await conn_->write_buffers(bhttp::make_chunk_last());
+  failed_ |= !ok;
+  co_return ok;
+}
+
+// ---- Server ----
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  asio::steady_timer backoff(acceptor.get_executor());
+  for (;;) {
+    error_code ec;
+    tcp::socket sock = co_await acceptor.async_accept(asio::make_strand(*ioc), ec_token(ec));
+    if (stopping || ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+    if (ec) {  // e.g. out of fds: back off instead of spinning; existing connections will free some
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(ec_token(ec));
+      continue;
+    }
+    sock.set_option(tcp::no_delay(true), ec);  // stream chunks must leave at once
+    auto conn = std::make_shared<detail::Connection>(*this, std::move(sock));
+    std::uint64_t id;
+    {
+      std::lock_guard lk(mu);
+      id = next_id++;
+      conns.emplace(id, conn);
+      ++live;
+    }
+    asio::co_spawn(conn->executor(), conn->run(),
+                   [this, id, conn](std::exception_ptr) { connection_done(id); });
+  }
+}
+
+void Server::Impl::connection_done(std::uint64_t id) {
+  std::lock_guard lk(mu);
+  conns.erase(id);
+  --live;
+  cv.notify_all();
+}
+
+Server::Server(ServerConfig config) : impl_(std::make_unique<Impl>(std::move(config))) {
+  auto& a = impl_->acceptor;
+  error_code ec;
+  auto addr = asio::ip::make_address(impl_->cfg.host, ec);
+  if (ec) fail("HTTP server: bad listen address '{}': {}", impl_->cfg.host, ec.message());
+  tcp::endpoint ep(addr, impl_->cfg.port);
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(impl_->cfg.backlog, ec);
+  if (ec) fail("HTTP server: cannot listen on {}:{}: {}", impl_->cfg.host, impl_->cfg.port, ec.message());
+  impl_->bound_port = a.local_endpoint().port();
+}
+
+Server::~Server() {
+  stop();
+}
+
+void Server::route(std::string method, std::string path, Handler handler) {
+  if (impl_->started) fail("HTTP server: route {} {} added after start()", method, path);
+  impl_->routes[std::move(path)].emplace_back(std::move(method), std::move(handler));
+}
+
+void Server::start() {
+  auto& s = *impl_;
+  if (s.started) fail("HTTP server: start() called twice");
+  s.started = true;
+  {
+    std::lock_guard lk(s.mu);
+    ++s.live;
+  }
+  asio::co_spawn(s.acceptor.get_executor(), s.accept_loop(), [&s](std::exception_ptr) {
+    std::lock_guard lk(s.mu);
+    --s.live;
+    s.cv.notify_all();
+  });
+  for (int i = 0; i < std::max(1, s.cfg.io_threads); ++i) {
+    s.threads.emplace_back([&s] {
+      for (;;) {
+        try {
+          s.ioc->run();
+          return;
+        } catch (const std::exception& e) {  // a bug in a completion handler: keep serving
+          fmt::print(stderr, "llmd http: io thread caught: {}\n", e.what());
+        }
+      }
+    });
+  }
+}
+
+void Server::stop() {
+  auto& s = *impl_;
+  {
+    std::lock_guard lk(s.mu);
+    if (s.stopped) return;
+    s.stopped = true;
+  }
+  s.stopping = true;
+  if (!s.started) {
+    error_code ec;
+    s.acceptor.close(ec);
+    return;
+  }
+  asio::post(s.acceptor.get_executor(), [&s] {
+    error_code ec;
+    s.acceptor.close(ec);
+  });
+  std::vector<std::shared_ptr<detail::Connection>> live;
+  {
+    std::lock_guard lk(s.mu);
+    for (auto& [id, w] : s.conns)
+      if (auto c = w.lock()) live.push_back(std::move(c));
+  }
+  for (auto& c : live) c->shutdown();
+  live.clear();
+  {
+    std::unique_lock lk(s.mu);
+    s.cv.wait_for(lk, s.cfg.stop_grace, [&] { return s.live == 0; });
+  }
+  // Whatever still runs (a handler ignoring cancellation) is destroyed with the io_context.
+  s.ioc->stop();
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+}
+
+std::uint16_t Server::port() const {
+  return impl_->bound_port;
+}
+const ServerConfig& Server::config() const {
+  return impl_->cfg;
+}
+asio::io_context& Server::io_context() {
+  return *impl_->ioc;
+}
+
+}  // namespace llmd::http

@@ -1,0 +1,154 @@
+#include "common/http_client.hpp"
+
+#include "common/error.hpp"
+#include "common/http_server.hpp"
+#include "common/http_test_util.hpp"
+
+#include <gtest/gtest.h>
+
+namespace llmd::http {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::sleep_for;
+
+// Answers with the client's port, so a test can tell whether a connection was reused.
+Handler port_echo() {
+  return [](Request& req, Response& res) -> asio::awaitable<void> {
+    co_await res.send(200, "text/plain", std::to_string(req.remote_port));
+  };
+}
+
+TEST(HttpClient, FetchRoundTrip) {
+  Server s;
+  s.route("POST", "/echo", [](Request& req, Response& res) -> asio::awaitable<void> {
+    co_await res.send(200, "application/json", req.body);
+  });
+  s.start();
+  std::string big(3 << 20, 'z');  // several reads' worth
+  auto r = fetch("127.0.0.1", s.port(), "POST", "/echo", big);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, big);
+  EXPECT_EQ(r.headers.get_or("Content-Type", ""), "application/json");
+}
+
+TEST(HttpClient, PoolReusesConnections) {
+  Server s;
+  s.route("GET", "/port", port_echo());
+  s.start();
+  asio::io_context ioc;
+  Client client(ioc.get_executor());
+  std::vector<std::string> ports;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 3; ++i)
+          ports.push_back((co_await client.request("127.0.0.1", s.port(), "GET", "/port")).body);
+      },
+      asio::detached);
+  ioc.run();
+  ASSERT_EQ(ports.size(), 3u);
+  EXPECT_EQ(ports[0], ports[1]);
+  EXPECT_EQ(ports[1], ports[2]);
+  EXPECT_EQ(client.idle_connections(), 1u);
+}
+
+// The server closes an idle pooled connection; the next request retries on a fresh one.
+TEST(HttpClient, RetriesWhenThePooledConnectionWasClosed) {
+  ServerConfig cfg;
+  cfg.idle_timeout = 100ms;
+  Server s(cfg);
+  s.route("GET", "/port", port_echo());
+  s.start();
+  asio::io_context ioc;
+  Client client(ioc.get_executor());
+  std::vector<ClientResponse> rs;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        rs.push_back(co_await client.request("127.0.0.1", s.port(), "GET", "/port"));
+        co_await sleep_for(400ms);
+        rs.push_back(co_await client.request("127.0.0.1", s.port(), "GET", "/port"));
+      },
+      asio::detached);
+  ioc.run();
+  ASSERT_EQ(rs.size(), 2u);
+  EXPECT_EQ(rs[1].status, 200);
+  EXPECT_NE(rs[0].body, rs[1].body);
+}
+
+TEST(HttpClient, ConnectionRefusedThrows) {
+  std::uint16_t port;
+  {
+    Server s;  // bound then closed: nothing listens there now
+    port = s.port();
+  }
+  EXPECT_THROW(fetch("127.0.0.1", port, "GET", "/"), Error);
+}
+
+TEST(HttpClient, SlowServerTimesOut) {
+  Server s;
+  s.route("GET", "/slow", [](Request&, Response& res) -> asio::awaitable<void> {
+    co_await sleep_for(1s);
+    co_await res.send(200, "text/plain", "late");
+  });
+  s.start();
+  ClientConfig cfg;
+  cfg.io_timeout = 200ms;
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(fetch("127.0.0.1", s.port(), "GET", "/slow", "", {}, cfg), Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+}
+
+TEST(HttpClient, StreamCallbackCanStopEarly) {
+  Server s;
+  s.route("GET", "/sse", [](Request&, Response& res) -> asio::awaitable<void> {
+    co_await res.start_stream(200, "text/event-stream");
+    for (int i = 0; i < 100000; ++i)
+      if (!co_await res.write("data: x\n\n")) break;
+    co_await res.finish();
+  });
+  s.start();
+  int calls = 0;
+  auto r = fetch_stream("127.0.0.1", s.port(), "GET", "/sse", "", {},
+                        [&](std::string_view) { return ++calls < 3; });
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(calls, 3);
+}
+
+// The proxy shape: a coroutine callback that may itself co_await per chunk.
+TEST(HttpClient, PooledStreamWithCoroutineCallback) {
+  Server s;
+  s.route("POST", "/sse", [](Request&, Response& res) -> asio::awaitable<void> {
+    co_await res.start_stream(200, "text/event-stream");
+    for (int i = 0; i < 50; ++i) co_await res.write("data: " + std::to_string(i) + "\n\n");
+    co_await res.finish();
+  });
+  s.start();
+  asio::io_context ioc;
+  Client client(ioc.get_executor());
+  std::string got;
+  int status = 0;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        auto r = co_await client.stream(
+            "127.0.0.1", s.port(), "POST", "/sse", "{}", {},
+            [&](const ClientResponse& head, std::string_view c) -> asio::awaitable<bool> {
+              status = head.status;
+              got += c;
+              co_await sleep_for(std::chrono::milliseconds(0));
+              co_return true;
+            });
+        EXPECT_TRUE(r.body.empty());
+      },
+      asio::detached);
+  ioc.run();
+  EXPECT_EQ(status, 200);
+  EXPECT_TRUE(got.starts_with("data: 0\n\n"));
+  EXPECT_TRUE(got.ends_with("data: 49\n\n"));
+  EXPECT_EQ(client.idle_connections(), 1u);  // a fully read stream returns its connection to the pool
+}
+
+}  // namespace
+}  // namespace llmd::http
