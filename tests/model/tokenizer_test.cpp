@@ -368,7 +368,9 @@ TEST(TokenizerPre, LongInputsAreLinear) {
   }
 }
 
-TEST(TokenizerSpeed, EncodesMegabytesPerSecond) {
+// A megabyte of mixed text round-trips through every kind of vocab (speed is measured by
+// benchmarks, not asserted here: a loaded CI machine must not fail a correct tokenizer).
+TEST(TokenizerLargeInput, MegabyteRoundTrips) {
   const Vectors v = read_vectors("gpt-2");
   std::string text;
   while (text.size() < (1u << 20)) {
@@ -376,16 +378,8 @@ TEST(TokenizerSpeed, EncodesMegabytesPerSecond) {
   }
   for (const char* name : {"llama-spm", "gpt-2", "deepseek-llm", "starcoder"}) {
     const Tokenizer& tok = vocab(name);
-    const auto start = std::chrono::steady_clock::now();
     const auto ids = tok.encode(text, false);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const double mbs = text.size() / s / 1e6;
-    std::cout << "[ speed    ] " << name << ": " << text.size() << " bytes -> " << ids.size() << " tokens, "
-              << mbs << " MB/s\n";
     EXPECT_EQ(tok.decode(ids), text) << name;
-#ifdef NDEBUG
-    EXPECT_GT(mbs, 1.0) << name;
-#endif
   }
 }
 
