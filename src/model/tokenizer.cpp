@@ -126,8 +126,8 @@ std::optional<int32_t> Tokenizer::find_token(std::string_view text) const {
 // leading space when the vocab adds a space prefix; a trailing EOS the vocab adds is dropped,
 // which a stream can only know at the end, so an EOS is held until another token follows.
 
-StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special)
-    : tok_(tok), skip_special_(skip_special), remove_space_(tok.v_->add_space_prefix) {}
+StreamDecoder::StreamDecoder(const Tokenizer& tok, bool skip_special, bool continuation)
+    : tok_(tok), skip_special_(skip_special), remove_space_(tok.v_->add_space_prefix && !continuation) {}
 
 void StreamDecoder::render(int32_t id) {
   std::string piece = tok_.token_to_piece(id, !skip_special_);

@@ -69,9 +69,11 @@ class Tokenizer {
 // yet, holding back a multi-byte character split across tokens (and a trailing EOS that decode
 // would drop); finish() flushes, an incomplete leftover becoming U+FFFD. All returned strings
 // concatenated equal tok.decode(all ids, skip_special). Shares `tok`'s vocabulary.
+// With `continuation`, the ids continue text decoded before (a completion after its prompt), so
+// the first token keeps its leading space, as a server's streamed text must.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true);
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = true, bool continuation = false);
   std::string push(int32_t id);
   std::string finish();
 

@@ -1,0 +1,237 @@
+#include "engine/engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace llmd::engine {
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+    case FinishReason::kNone: break;
+  }
+  return nullptr;
+}
+
+Engine::Engine(Backend& backend, const EngineConfig& cfg, KvEventSink* events)
+    : backend_(backend),
+      cfg_(cfg),
+      events_(events),
+      blocks_(BlockManagerConfig{backend.n_blocks(), backend.block_size(), cfg.prefix_caching}, events),
+      sched_(cfg.scheduler, blocks_),
+      logits_(static_cast<size_t>(cfg.scheduler.max_num_seqs) * backend.config().n_vocab) {
+  batch_.seqs.reserve(cfg.scheduler.max_num_seqs);
+  top_.resize(32);
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+std::expected<uint64_t, std::string> Engine::submit(RequestSpec spec) {
+  const auto& c = backend_.config();
+  const int64_t n_prompt = static_cast<int64_t>(spec.prompt.size());
+  if (n_prompt == 0) return std::unexpected("the prompt is empty");
+  for (int32_t t : spec.prompt)
+    if (t < 0 || t >= c.n_vocab) return std::unexpected(fmt::format("token id {} is out of range [0, {})", t, c.n_vocab));
+  if (spec.max_tokens < 1) return std::unexpected("max_tokens must be at least 1");
+  if (auto err = spec.sampling.validate()) return std::unexpected(*err);
+  const int64_t limit = backend_.max_seq_len();
+  if (n_prompt + spec.max_tokens > limit)
+    return std::unexpected(fmt::format(
+        "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, "
+        "{} for the completion). Please reduce the length of the prompt or the completion.",
+        limit, n_prompt + spec.max_tokens, n_prompt, spec.max_tokens));
+  const int64_t bs = backend_.block_size();
+  if ((n_prompt + spec.max_tokens + bs - 1) / bs > backend_.n_blocks())
+    return std::unexpected(fmt::format("the request needs more KV cache ({} tokens) than the server has ({} tokens)",
+                                       n_prompt + spec.max_tokens, static_cast<int64_t>(backend_.n_blocks()) * bs));
+  if (spec.logprobs > static_cast<int32_t>(top_.size()))
+    return std::unexpected(fmt::format("logprobs must be at most {}", top_.size()));
+
+  auto s = std::make_unique<Sequence>();
+  s->id = next_id_.fetch_add(1);
+  s->n_prompt = static_cast<int32_t>(n_prompt);
+  s->tokens = spec.prompt;
+  s->tokens.reserve(n_prompt + spec.max_tokens);
+  s->root = root_hash(cfg_.model_fingerprint, spec.cache_salt);
+  s->sampler = std::make_unique<Sampler>(spec.sampling, c.n_vocab);
+  s->sampler->set_prompt(spec.prompt);
+  s->spec = std::move(spec);
+  const uint64_t id = s->id;
+  {
+    std::lock_guard lock(mu_);
+    inbox_.push_back(std::move(s));
+  }
+  wake_.notify_one();
+  return id;
+}
+
+void Engine::abort(uint64_t id) {
+  {
+    std::lock_guard lock(mu_);
+    aborts_.push_back(id);
+  }
+  wake_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(stats_mu_);
+  return stats_;
+}
+
+void Engine::loop() {
+  std::vector<std::unique_ptr<Sequence>> arrived;
+  std::vector<uint64_t> aborted;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !sched_.idle(); });
+      if (stop_) break;
+      arrived.swap(inbox_);
+      aborted.swap(aborts_);
+    }
+    for (uint64_t id : aborted) {
+      if (auto s = sched_.remove(id)) {
+        RequestOutput out;
+        finish(*s, FinishReason::kAbort, out);
+      } else {  // not yet scheduled: it may be among the new arrivals
+        auto it = std::find_if(arrived.begin(), arrived.end(), [&](const auto& s) { return s->id == id; });
+        if (it != arrived.end()) {
+          RequestOutput out;
+          finish(**it, FinishReason::kAbort, out);
+          arrived.erase(it);
+        }
+      }
+    }
+    aborted.clear();
+    for (auto& s : arrived) {
+      {
+        std::lock_guard lock(stats_mu_);
+        stats_.prompt_tokens += s->n_prompt;
+      }
+      sched_.add(std::move(s));
+    }
+    arrived.clear();
+    if (!sched_.idle()) step();
+    publish_stats();
+  }
+  // Shutting down: every request still known ends as aborted, so no client waits forever.
+  for (auto& s : inbox_) {
+    RequestOutput out;
+    finish(*s, FinishReason::kAbort, out);
+  }
+  while (!sched_.idle()) {
+    const auto& work = sched_.schedule();
+    if (work.empty()) break;
+    const uint64_t id = work.front().seq->id;
+    if (auto s = sched_.remove(id)) {
+      RequestOutput out;
+      finish(*s, FinishReason::kAbort, out);
+    }
+  }
+}
+
+void Engine::finish(Sequence& s, FinishReason why, RequestOutput& out) {
+  out.finish = why;
+  out.prompt_tokens = s.n_prompt;
+  out.cached_tokens = s.n_cached;
+  out.generated_tokens = s.n_generated();
+  if (s.spec.sink) s.spec.sink(std::move(out));
+}
+
+void Engine::step() {
+  const std::vector<Scheduled>& work = sched_.schedule();
+  if (work.empty()) {  // nothing fits right now (cannot happen with validated requests): don't spin
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return;
+  }
+  batch_.clear();
+  uint64_t prefill = 0;
+  for (const Scheduled& x : work) {
+    Sequence& s = *x.seq;
+    const bool last = s.n_computed + x.n_tokens == s.n_tokens();
+    batch_.seqs.push_back({std::span(s.tokens).subspan(s.n_computed, x.n_tokens), s.n_computed, s.blocks, last});
+    if (s.n_computed < s.n_prompt) prefill += std::min(x.n_tokens, s.n_prompt - s.n_computed);
+  }
+  const auto ok = backend_.forward(batch_, logits_.data());
+
+  std::vector<uint64_t> done;  // at most max_num_seqs: removed after the loop, which holds pointers
+  done.reserve(work.size());
+  uint64_t generated = 0;
+  size_t row = 0;
+  const int64_t n_vocab = backend_.config().n_vocab;
+  for (size_t i = 0; i < work.size(); ++i) {
+    Sequence& s = *work[i].seq;
+    RequestOutput out;
+    if (!ok) {
+      out.error = ok.error();
+      finish(s, FinishReason::kError, out);
+      done.push_back(s.id);
+      continue;
+    }
+    sched_.computed(work[i]);
+    if (!batch_.seqs[i].want_logits) continue;
+    float* logits = logits_.data() + row++ * n_vocab;
+    const int32_t tok = s.sampler->sample(logits);
+    if (s.spec.logprobs >= 0) {
+      TokenLogprobs lp{tok, s.sampler->logprob(tok), {}};
+      const size_t n = s.sampler->top_logprobs(std::span(top_).first(s.spec.logprobs));
+      lp.top.assign(top_.begin(), top_.begin() + n);
+      out.logprobs.push_back(std::move(lp));
+    }
+    s.sampler->accept(tok);
+    s.tokens.push_back(tok);
+    ++generated;
+    const bool eos = !s.spec.ignore_eos && cfg_.is_eos && cfg_.is_eos(tok);
+    const bool stop_id = std::find(s.spec.stop_token_ids.begin(), s.spec.stop_token_ids.end(), tok) !=
+                         s.spec.stop_token_ids.end();
+    FinishReason why = FinishReason::kNone;
+    if (eos || stop_id) {
+      why = FinishReason::kStop;  // the stop token itself is counted but not delivered as text
+      if (!out.logprobs.empty()) out.logprobs.pop_back();
+    } else {
+      out.tokens.push_back(tok);
+      if (s.n_generated() >= s.spec.max_tokens || s.n_tokens() >= backend_.max_seq_len()) why = FinishReason::kLength;
+    }
+    if (why != FinishReason::kNone) {
+      finish(s, why, out);
+      done.push_back(s.id);
+    } else {
+      out.prompt_tokens = s.n_prompt;
+      out.cached_tokens = s.n_cached;
+      out.generated_tokens = s.n_generated();
+      if (s.spec.sink) s.spec.sink(std::move(out));
+    }
+  }
+  for (uint64_t id : done) sched_.remove(id);
+  if (events_) events_->end_of_step();
+
+  std::lock_guard lock(stats_mu_);
+  stats_.generation_tokens += generated;
+  stats_.computed_prompt_tokens += prefill;
+  ++stats_.steps;
+}
+
+void Engine::publish_stats() {
+  std::lock_guard lock(stats_mu_);
+  stats_.running = static_cast<int64_t>(sched_.n_running());
+  stats_.waiting = static_cast<int64_t>(sched_.n_waiting());
+  stats_.kv_usage = blocks_.usage();
+  stats_.prefix_queries = blocks_.prefix_queries();
+  stats_.prefix_hits = blocks_.prefix_hits();
+  stats_.preemptions = sched_.n_preemptions();
+}
+
+}  // namespace llmd::engine

@@ -1,0 +1,82 @@
+#pragma once
+// The serving engine: one thread owns the scheduler, the KV block manager and the backend, and runs
+// steps back to back while there is work. Other threads talk to it only through submit()/abort()
+// (a locked inbox, read once per step) and receive outputs through each request's sink.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/backend.hpp"
+#include "engine/block_manager.hpp"
+#include "engine/kv_event_sink.hpp"
+#include "engine/request.hpp"
+#include "engine/scheduler.hpp"
+
+namespace llmd::engine {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;
+  bool prefix_caching = true;
+  std::string model_fingerprint;             // the root of every block key (DESIGN.md)
+  std::function<bool(int32_t)> is_eos;       // end-of-generation tokens of the tokenizer
+};
+
+// Read by /metrics and /health from any thread.
+struct EngineStats {
+  int64_t running = 0, waiting = 0;
+  double kv_usage = 0.0;  // referenced blocks / all blocks
+  uint64_t prefix_queries = 0, prefix_hits = 0;  // tokens
+  uint64_t prompt_tokens = 0, generation_tokens = 0, computed_prompt_tokens = 0;
+  uint64_t preemptions = 0, steps = 0;
+};
+
+class Engine {
+ public:
+  Engine(Backend& backend, const EngineConfig& cfg, KvEventSink* events = nullptr);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Thread-safe. Checks what can be checked up front (empty or too long prompt, token ids, a request
+  // that could never fit the KV cache) and returns the request id, or the reason it was refused.
+  std::expected<uint64_t, std::string> submit(RequestSpec spec);
+  // Thread-safe. The request ends with FinishReason::kAbort at the next step (if still running).
+  void abort(uint64_t id);
+  EngineStats stats() const;
+  const Backend& backend() const { return backend_; }
+
+ private:
+  void loop();
+  void take_inbox();
+  void step();
+  void publish_stats();
+  void finish(Sequence& s, FinishReason why, RequestOutput& out);
+
+  Backend& backend_;
+  EngineConfig cfg_;
+  KvEventSink* events_;
+  BlockManager blocks_;
+  Scheduler sched_;
+  Batch batch_;
+  std::vector<float> logits_;
+  std::vector<TokenLogprob> top_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::vector<uint64_t> aborts_;
+  bool stop_ = false;
+  std::atomic<uint64_t> next_id_{1};
+
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace llmd::engine

@@ -1,0 +1,49 @@
+#pragma once
+// What the serving side hands the engine thread (a request) and gets back from it (outputs).
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.hpp"
+
+namespace llmd::engine {
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+const char* finish_reason_name(FinishReason r);  // OpenAI's: "stop", "length"; ours: "abort", "error"
+
+struct TokenLogprobs {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;  // the most likely alternatives, highest first
+};
+
+// One delivery from the engine thread: the tokens generated for a request in one step (one, unless
+// the request is finishing), and when it ends, why. Delivered in order, exactly once per step that
+// produced something, and a finished output is the last.
+struct RequestOutput {
+  std::vector<int32_t> tokens;
+  std::vector<TokenLogprobs> logprobs;  // one per token when the request asked for them
+  FinishReason finish = FinishReason::kNone;
+  std::string error;             // when finish == kError
+  int32_t prompt_tokens = 0;     // set on every output
+  int32_t cached_tokens = 0;     // prompt tokens served from the prefix cache
+  int32_t generated_tokens = 0;  // so far, including these
+};
+
+// Called on the engine thread; must not block (the HTTP side pushes into an async queue).
+using OutputSink = std::function<void(RequestOutput&&)>;
+
+struct RequestSpec {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int32_t max_tokens = 16;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;  // finish with "stop" after generating one of these
+  int32_t logprobs = -1;                // -1: none; n >= 0: the chosen token's and n alternatives
+  std::string cache_salt;               // isolates prefix-cache entries between tenants
+  OutputSink sink;
+};
+
+}  // namespace llmd::engine

@@ -1,0 +1,308 @@
+// /v1/completions and /v1/chat/completions: one request becomes n engine requests (choices), whose
+// tokens come back through one queue, are detokenized incrementally, cut at stop strings, and sent
+// as SSE chunks or as one JSON body.
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "common/error.hpp"
+#include "server/openai_request.hpp"
+#include "server/server_state.hpp"
+#include "server/stop_matcher.hpp"
+
+namespace llmd::server {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct Delivery {
+  int choice = 0;
+  engine::RequestOutput out;
+};
+
+struct Choice {
+  uint64_t id = 0;
+  model::StreamDecoder decoder;
+  StopMatcher stop;
+  std::string text;  // everything sent (stream) or to send (whole)
+  json logprobs = json::array();
+  engine::FinishReason finish = engine::FinishReason::kNone;
+  bool done = false;
+  bool sent_role = false;
+  int32_t generated = 0, prompt = 0, cached = 0;
+  Clock::time_point last_token;
+
+  Choice(const model::Tokenizer& tok, bool skip_special, std::vector<std::string> stops)
+      : decoder(tok, skip_special, /*continuation=*/true), stop(std::move(stops)) {}
+};
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string request_id(bool chat) {
+  static thread_local std::mt19937_64 rng(std::random_device{}());
+  return fmt::format("{}-{:016x}{:016x}", chat ? "chatcmpl" : "cmpl", rng(), rng());
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json logprob_entry(const model::Tokenizer& tok, const engine::TokenLogprobs& lp, bool chat) {
+  auto piece = [&](int32_t id) { return tok.token_to_piece(id); };
+  auto bytes = [&](const std::string& p) {
+    json b = json::array();
+    for (unsigned char c : p) b.push_back(c);
+    return b;
+  };
+  if (chat) {
+    json top = json::array();
+    for (const auto& t : lp.top) top.push_back({{"token", piece(t.id)}, {"logprob", t.logprob}, {"bytes", bytes(piece(t.id))}});
+    return {{"token", piece(lp.token)}, {"logprob", lp.logprob}, {"bytes", bytes(piece(lp.token))}, {"top_logprobs", top}};
+  }
+  json top = json::object();
+  for (const auto& t : lp.top) top[piece(t.id)] = t.logprob;
+  return {{"token", piece(lp.token)}, {"logprob", lp.logprob}, {"top", top}};
+}
+
+// The completions API's column-wise logprobs object from per-token entries.
+json completion_logprobs(const json& entries) {
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
+  int64_t offset = 0;
+  for (const auto& e : entries) {
+    tokens.push_back(e["token"]);
+    lps.push_back(e["logprob"]);
+    tops.push_back(e["top"]);
+    offsets.push_back(offset);
+    offset += static_cast<int64_t>(e["token"].get<std::string>().size());
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
+json usage_json(const std::vector<std::unique_ptr<Choice>>& choices) {
+  int64_t completion = 0;
+  for (const auto& c : choices) completion += c->generated;
+  const int64_t prompt = choices.front()->prompt, cached = choices.front()->cached;
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+}  // namespace
+
+asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& req, http::Response& res, bool chat) {
+  const auto arrival = Clock::now();
+  auto parsed = parse_generation_request(chat ? Endpoint::kChat : Endpoint::kCompletions, req.body);
+  if (!parsed) {
+    co_await res.send(parsed.error().status, kJsonType, parsed.error().body());
+    co_return;
+  }
+  GenerationRequest& g = *parsed;
+  if (!g.model.empty() && g.model != s.cfg.served_model_name) {
+    const ApiError e{404, fmt::format("The model `{}` does not exist.", g.model), "model"};
+    co_await res.send(e.status, kJsonType, e.body());
+    co_return;
+  }
+
+  std::vector<int32_t> prompt;
+  std::string echo_text;
+  std::string prompt_error;  // co_await is not allowed inside a catch block
+  try {
+    if (chat) {
+      json extra = g.chat_template_kwargs.is_object() ? g.chat_template_kwargs : json::object();
+      if (!g.tools.is_null()) extra["tools"] = g.tools;
+      const std::string text = s.tmpl.render(g.messages, g.add_generation_prompt, extra);
+      prompt = s.tok.encode(text, /*add_special=*/false, /*parse_special=*/true);
+    } else if (g.prompt_text) {
+      prompt = s.tok.encode(*g.prompt_text, /*add_special=*/true);
+      echo_text = *g.prompt_text;
+    } else {
+      prompt = *g.prompt_tokens;
+      for (int32_t t : prompt)
+        if (t >= s.tok.size()) {
+          const ApiError e{400, fmt::format("token id {} is out of the vocabulary ({} tokens)", t, s.tok.size()), "prompt"};
+          co_await res.send(e.status, kJsonType, e.body());
+          co_return;
+        }
+      echo_text = s.tok.decode(prompt, false);
+    }
+  } catch (const std::exception& e) {
+    prompt_error = e.what();
+  }
+  if (!prompt_error.empty()) {
+    const ApiError err{400, prompt_error, chat ? "messages" : "prompt"};
+    co_await res.send(err.status, kJsonType, err.body());
+    co_return;
+  }
+  const int64_t room = s.engine.backend().max_seq_len() - static_cast<int64_t>(prompt.size());
+  const int32_t max_tokens = g.max_tokens ? *g.max_tokens : (chat ? static_cast<int32_t>(std::max<int64_t>(room, 1)) : 16);
+
+  auto queue = std::make_shared<AsyncQueue<Delivery>>();
+  std::vector<std::unique_ptr<Choice>> choices;
+  for (int i = 0; i < g.n; ++i) {
+    engine::RequestSpec spec;
+    spec.prompt = prompt;
+    spec.sampling = g.sampling;
+    if (g.sampling.seed && i > 0) spec.sampling.seed = *g.sampling.seed + i;  // n seeded choices differ
+    spec.max_tokens = max_tokens;
+    spec.ignore_eos = g.ignore_eos;
+    spec.stop_token_ids = g.stop_token_ids;
+    spec.logprobs = g.logprobs;
+    spec.cache_salt = g.cache_salt;
+    spec.sink = [queue, i](engine::RequestOutput&& o) { queue->push(Delivery{i, std::move(o)}); };
+    auto id = s.engine.submit(std::move(spec));
+    if (!id) {
+      for (const auto& c : choices) s.engine.abort(c->id);
+      const ApiError e{400, id.error(), ""};
+      co_await res.send(e.status, kJsonType, e.body());
+      co_return;
+    }
+    choices.push_back(std::make_unique<Choice>(s.tok, g.skip_special_tokens, g.stop));
+    choices.back()->id = *id;
+  }
+
+  const std::string rid = request_id(chat);
+  const int64_t created = unix_now();
+  auto chunk = [&](int index, const std::string& text, const json& logprobs, const char* finish) {
+    json c = {{"index", index}, {"logprobs", logprobs}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
+    if (chat) {
+      json delta = json::object();
+      if (!choices[index]->sent_role) {
+        delta["role"] = "assistant";
+        choices[index]->sent_role = true;
+      }
+      if (!text.empty() || !finish) delta["content"] = text;
+      c["delta"] = delta;
+    } else {
+      c["text"] = text;
+    }
+    json j = {{"id", rid}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+              {"model", s.cfg.served_model_name}, {"choices", json::array({c})}};
+    if (g.include_usage) j["usage"] = nullptr;
+    return "data: " + dump(j) + "\n\n";
+  };
+
+  if (g.stream) {
+    const http::Headers sse_headers = no_cache_headers();
+    const bool started = co_await res.start_stream(200, kEventStreamType, sse_headers);
+    if (!started) {
+      for (const auto& c : choices) s.engine.abort(c->id);
+      co_return;
+    }
+    if (g.echo && !chat) {
+      for (size_t i = 0; i < choices.size(); ++i) {
+        const std::string event = chunk(static_cast<int>(i), echo_text, nullptr, nullptr);
+        if (!co_await res.write(event)) break;
+      }
+    }
+  }
+
+  size_t open = choices.size();
+  bool first_token_seen = false;
+  while (open > 0) {
+    auto d = co_await queue->pop(&res.cancel_signal());
+    if (!d) {  // the client went away: stop computing for it
+      for (const auto& c : choices) s.engine.abort(c->id);
+      co_return;
+    }
+    Choice& c = *choices[d->choice];
+    if (c.done) continue;  // the abort that followed a stop string
+    const engine::RequestOutput& o = d->out;
+    const auto now = Clock::now();
+    if (!o.tokens.empty()) {
+      if (!first_token_seen) {
+        s.m.ttft->observe(std::chrono::duration<double>(now - arrival).count());
+        first_token_seen = true;
+      } else if (c.generated > 0) {
+        s.m.itl->observe(std::chrono::duration<double>(now - c.last_token).count());
+      }
+      c.last_token = now;
+    }
+    c.prompt = o.prompt_tokens;
+    c.cached = o.cached_tokens;
+    c.generated = o.generated_tokens;
+    std::string emit;
+    json lps = json::array();
+    for (size_t k = 0; k < o.tokens.size() && !c.stop.stopped(); ++k) {
+      emit += c.stop.push(c.decoder.push(o.tokens[k]));
+      if (k < o.logprobs.size()) lps.push_back(logprob_entry(s.tok, o.logprobs[k], chat));
+    }
+    engine::FinishReason finish = o.finish;
+    if (c.stop.stopped()) {
+      finish = engine::FinishReason::kStop;
+      s.engine.abort(c.id);
+    } else if (finish != engine::FinishReason::kNone) {
+      emit += c.stop.push(c.decoder.finish());
+      emit += c.stop.flush();
+      if (c.stop.stopped()) finish = engine::FinishReason::kStop;
+    }
+    if (finish == engine::FinishReason::kError) {
+      s.m.success_error->inc();
+      if (!g.stream) {
+        const ApiError e{500, o.error.empty() ? "generation failed" : o.error, ""};
+        co_await res.send(e.status, kJsonType, e.body());
+      } else {
+        const std::string event = sse(ApiError{500, o.error, ""}.body());
+        co_await res.write(event);
+      }
+      for (const auto& other : choices) s.engine.abort(other->id);
+      co_return;
+    }
+    c.text += emit;
+    for (auto& e : lps) c.logprobs.push_back(std::move(e));
+    if (finish != engine::FinishReason::kNone) {
+      c.done = true;
+      c.finish = finish;
+      --open;
+      (finish == engine::FinishReason::kLength ? s.m.success_length : s.m.success_stop)->inc();
+      const double e2e = std::chrono::duration<double>(now - arrival).count();
+      s.m.e2e->observe(e2e);
+    }
+    if (g.stream && (!emit.empty() || finish != engine::FinishReason::kNone)) {
+      json lp = nullptr;
+      if (g.logprobs >= 0) lp = chat ? json{{"content", lps}} : completion_logprobs(lps);
+      const char* reason = finish != engine::FinishReason::kNone ? engine::finish_reason_name(finish) : nullptr;
+      const std::string event = chunk(d->choice, emit, lp, reason);
+      if (!co_await res.write(event)) {
+        for (const auto& other : choices) s.engine.abort(other->id);
+        co_return;
+      }
+    }
+  }
+  const double total = std::chrono::duration<double>(Clock::now() - arrival).count();
+  for (const auto& c : choices)
+    if (c->generated > 1) s.m.tpot->observe(total / c->generated);
+
+  if (g.stream) {
+    if (g.include_usage) {
+      json j = {{"id", rid}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+                {"model", s.cfg.served_model_name}, {"choices", json::array()}, {"usage", usage_json(choices)}};
+      const std::string event = sse(dump(j));
+      co_await res.write(event);
+    }
+    co_await res.write(kDoneEvent);
+    co_await res.finish();
+    co_return;
+  }
+  json out = json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const Choice& c = *choices[i];
+    json lp = nullptr;
+    if (g.logprobs >= 0) lp = chat ? json{{"content", c.logprobs}} : completion_logprobs(c.logprobs);
+    json item = {{"index", i}, {"logprobs", lp}, {"finish_reason", engine::finish_reason_name(c.finish)}};
+    if (chat)
+      item["message"] = {{"role", "assistant"}, {"content", c.text}};
+    else
+      item["text"] = g.echo ? echo_text + c.text : c.text;
+    out.push_back(item);
+  }
+  json body = {{"id", rid}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created},
+               {"model", s.cfg.served_model_name}, {"choices", out}, {"usage", usage_json(choices)}};
+  co_await res.send(200, kJsonType, dump(body));
+}
+
+}  // namespace llmd::server
