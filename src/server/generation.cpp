@@ -34,7 +34,7 @@ struct Choice {
   bool done = false;
   bool sent_role = false;
   int32_t generated = 0, prompt = 0, cached = 0;
-  Clock::time_point last_token;
+  Clock::time_point first_token, last_token;
 
   Choice(const model::Tokenizer& tok, bool skip_special, std::vector<std::string> stops)
       : decoder(tok, skip_special, /*continuation=*/true), stop(std::move(stops)) {}
@@ -220,6 +220,7 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
       } else if (c.generated > 0) {
         s.m.itl->observe(std::chrono::duration<double>(now - c.last_token).count());
       }
+      if (c.generated == 0) c.first_token = now;
       c.last_token = now;
     }
     c.prompt = o.prompt_tokens;
@@ -273,9 +274,10 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
       }
     }
   }
-  const double total = std::chrono::duration<double>(Clock::now() - arrival).count();
+  // vLLM's TPOT: the decode time after the first token, per further token.
   for (const auto& c : choices)
-    if (c->generated > 1) s.m.tpot->observe(total / c->generated);
+    if (c->generated > 1)
+      s.m.tpot->observe(std::chrono::duration<double>(c->last_token - c->first_token).count() / (c->generated - 1));
 
   if (g.stream) {
     if (g.include_usage) {
