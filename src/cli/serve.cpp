@@ -5,15 +5,18 @@
 #include <fstream>
 #include <memory>
 #include <semaphore>
+#include <vector>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "cli/engine_flags.hpp"
+#include "cli/sim_model.hpp"
 #include "common/error.hpp"
 #include "engine/cpu/cpu_backend.hpp"
 #include "engine/engine.hpp"
+#include "engine/sim/sim_backend.hpp"
 #include "kv/event_publisher.hpp"
 #include "model/chat_template.hpp"
 #include "model/gguf.hpp"
@@ -27,6 +30,23 @@ namespace {
 // of vLLM's --gpu-memory-utilization, and never more than every sequence at full length.
 constexpr int64_t kDefaultKvCacheBytes = int64_t{2} << 30;
 
+// `--sim`: the forward pass replaced by the simulation backend's latency model (no model file).
+struct SimArgs {
+  static constexpr const char* kDefaultServedName = "sim-model";
+  static constexpr int64_t kDefaultMaxModelLen = engine::sim::SimConfig::kDefaultContext;
+  // A server hosted 32 to a 2-core machine: one I/O thread is plenty (the engine has its own).
+  static constexpr int kDefaultHttpThreads = 1;
+
+  bool enabled = false;
+  engine::sim::SimLatencyModel latency;
+  int64_t vocab = engine::sim::SimConfig::kDefaultVocab;
+  int32_t block_count = 0;  // 0: --num-kv-blocks, else the sim backend's default
+  int64_t max_model_len = kDefaultMaxModelLen;
+  uint64_t seed = 0;
+  int64_t eos_at_length = 0;
+  std::vector<CLI::Option*> options;  // the --sim-* options, to refuse them without --sim
+};
+
 struct ServeArgs {
   EngineFlags engine;
   server::ServeConfig serve;
@@ -34,6 +54,8 @@ struct ServeArgs {
   bool no_prefix_caching = false;
   std::string chat_template;
   std::string kv_events_endpoint;
+  SimArgs sim;
+  CLI::Option* http_threads = nullptr;
 };
 
 std::binary_semaphore g_stop{0};
@@ -60,22 +82,67 @@ int32_t default_kv_blocks(const model::LlamaConfig& c, const engine::BackendConf
   return static_cast<int32_t>(std::max<int64_t>(1, std::min(all_full, kDefaultKvCacheBytes / block_bytes)));
 }
 
+// The simulation backend for `--sim`, sized by the engine flags and the --sim-* ones.
+std::unique_ptr<engine::Backend> make_sim(const ServeArgs& a, const engine::BackendConfig& bc,
+                                          const model::Tokenizer& tok) {
+  const SimArgs& s = a.sim;
+  if (s.max_model_len <= 0) fail("--sim-max-model-len must be positive, got {}", s.max_model_len);
+  if (s.block_count < 0) fail("--sim-block-count must not be negative, got {}", s.block_count);
+  if (s.eos_at_length < 0) fail("--sim-eos-at-length must not be negative, got {}", s.eos_at_length);
+  engine::sim::SimConfig c;
+  c.n_vocab = tok.size();
+  c.n_ctx_train = s.max_model_len;
+  c.backend = bc;
+  if (c.backend.max_seq_len <= 0 || c.backend.max_seq_len > s.max_model_len)
+    c.backend.max_seq_len = static_cast<int32_t>(std::min<int64_t>(s.max_model_len, INT32_MAX));
+  if (s.block_count > 0) c.backend.kv.n_blocks = s.block_count;
+  c.latency = s.latency;
+  c.output.bos_token_id = tok.bos();
+  c.output.eos_token_id = tok.eos();
+  c.output.eos_at_length = s.eos_at_length;
+  c.output.seed = s.seed;
+  return engine::sim::make_sim_backend(c);
+}
+
+void check_args(const ServeArgs& a) {
+  if (!a.sim.enabled) {
+    if (a.engine.model.empty()) fail("serve needs --model PATH (or --sim to serve a simulated model)");
+    for (const CLI::Option* o : a.sim.options)
+      if (o->count() > 0) fail("{} needs --sim", o->get_name());
+  }
+}
+
 void run_serve(ServeArgs& a) {
-  const model::GgufFile file = model::GgufFile::open(a.engine.model);
+  check_args(a);
+  const bool sim = a.sim.enabled;
+  // --sim without --model: a self-made vocab of --sim-vocab tokens stands in for the model file.
+  const model::GgufFile file =
+      a.engine.model.empty() ? open_synth_vocab(a.sim.vocab) : model::GgufFile::open(a.engine.model);
   const model::Tokenizer tok = model::Tokenizer::from_gguf(file);
   const model::ChatTemplate tmpl = load_chat_template(a.chat_template, file, tok);
-  const model::LlamaConfig mc = model::LlamaConfig::from_gguf(file);
 
   engine::BackendConfig bc = a.engine.resolve();
   bc.max_seqs = a.max_num_seqs;
-  const int32_t max_seq_len =
-      bc.max_seq_len > 0 ? bc.max_seq_len : static_cast<int32_t>(std::min<int64_t>(mc.n_ctx_train, 4096));
-  if (bc.kv.n_blocks == 0) bc.kv.n_blocks = default_kv_blocks(mc, bc, max_seq_len);
-  auto backend = engine::cpu::make_cpu_backend(file, bc);
+  std::unique_ptr<engine::Backend> backend;
+  std::string fingerprint;
+  if (sim) {
+    backend = make_sim(a, bc, tok);
+    fingerprint = a.engine.model.empty() ? fmt::format("sim:vocab{}", tok.size())
+                                         : fmt::format("sim:{}", file.file_size());
+  } else {
+    const model::LlamaConfig mc = model::LlamaConfig::from_gguf(file);
+    const int32_t max_seq_len =
+        bc.max_seq_len > 0 ? bc.max_seq_len : static_cast<int32_t>(std::min<int64_t>(mc.n_ctx_train, 4096));
+    if (bc.kv.n_blocks == 0) bc.kv.n_blocks = default_kv_blocks(mc, bc, max_seq_len);
+    backend = engine::cpu::make_cpu_backend(file, bc);
+    fingerprint = fmt::format("{}:{}", mc.architecture, file.file_size());
+  }
 
   server::ServeConfig sc = a.serve;
   sc.model_path = a.engine.model;
-  if (sc.served_model_name.empty()) sc.served_model_name = a.engine.model;
+  if (sc.served_model_name.empty())
+    sc.served_model_name = sim ? SimArgs::kDefaultServedName : a.engine.model;
+  if (sim && a.http_threads->count() == 0) sc.http.io_threads = SimArgs::kDefaultHttpThreads;
   if (sc.role != "prefill" && sc.role != "decode" && sc.role != "both")
     fail("--role must be prefill, decode or both, got '{}'", sc.role);
 
@@ -91,7 +158,7 @@ void run_serve(ServeArgs& a) {
   ec.scheduler.max_num_seqs = a.max_num_seqs;
   ec.scheduler.max_num_batched_tokens = bc.max_batch_tokens;
   ec.prefix_caching = !a.no_prefix_caching;
-  ec.model_fingerprint = fmt::format("{}:{}", mc.architecture, file.file_size());
+  ec.model_fingerprint = fingerprint;
   ec.is_eos = [&tok](int32_t id) { return tok.is_eog(id); };
   engine::Engine eng(*backend, ec, events.get());
 
@@ -117,16 +184,46 @@ void register_serve(CLI::App& app) {
   a->serve.http.port = 8000;
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API");
   a->engine.add_to(*cmd);
+  // Required unless --sim; run_serve checks, so the error is one clear line.
+  cmd->get_option("--model")->required(false);
   cmd->add_option("--host", a->serve.http.host, "Address to bind (default 127.0.0.1)");
   cmd->add_option("--port", a->serve.http.port, "Port (0: any free port)");
-  cmd->add_option("--served-model-name", a->serve.served_model_name, "Model name in the API (default: the path)");
+  cmd->add_option("--served-model-name", a->serve.served_model_name, "Model name in the API (default: the path; sim-model with --sim)");
   cmd->add_option("--api-key", a->serve.api_key, "Require this Bearer key on /v1/*")->envname("LLMD_API_KEY");
   cmd->add_option("--chat-template", a->chat_template, "Chat template: a built-in name or a Jinja file");
   cmd->add_option("--role", a->serve.role, "prefill, decode or both (P/D disaggregation)");
   cmd->add_option("--max-num-seqs", a->max_num_seqs, "Sequences in one step")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-enable-prefix-caching", a->no_prefix_caching, "Turn the prefix cache off");
   cmd->add_option("--kv-events-endpoint", a->kv_events_endpoint, "Publish KV events (ZMQ PUB), e.g. tcp://127.0.0.1:5557");
-  cmd->add_option("--http-threads", a->serve.http.io_threads, "HTTP I/O threads")->check(CLI::PositiveNumber);
+  a->http_threads = cmd->add_option("--http-threads", a->serve.http.io_threads, "HTTP I/O threads (default 2; 1 with --sim)")
+                        ->check(CLI::PositiveNumber);
+
+  SimArgs& s = a->sim;
+  cmd->add_flag("--sim", s.enabled,
+                "Simulate the forward pass (latency model, tokens copied from the prompt): no model file needed");
+  auto sim_opt = [&](CLI::Option* o) { s.options.push_back(o); };
+  sim_opt(cmd->add_option("--sim-prefill-ms-per-token", s.latency.prefill_ms_per_token,
+                          "Sim: milliseconds per prefill token in a step")
+              ->check(CLI::NonNegativeNumber)->capture_default_str());
+  sim_opt(cmd->add_option("--sim-decode-ms-per-step", s.latency.decode_ms_per_step,
+                          "Sim: milliseconds of a decode step with one sequence")
+              ->check(CLI::NonNegativeNumber)->capture_default_str());
+  sim_opt(cmd->add_option("--sim-decode-batch-growth", s.latency.decode_batch_growth,
+                          "Sim: decode step time grows by this fraction per extra sequence")
+              ->check(CLI::NonNegativeNumber)->capture_default_str());
+  sim_opt(cmd->add_option("--sim-base-step-ms", s.latency.base_step_ms, "Sim: fixed milliseconds of every step")
+              ->check(CLI::NonNegativeNumber)->capture_default_str());
+  sim_opt(cmd->add_option("--sim-vocab", s.vocab, "Sim: vocabulary size without --model (a self-made vocab)")
+              ->capture_default_str());
+  sim_opt(cmd->add_option("--sim-block-count", s.block_count,
+                          "Sim: KV cache blocks (0: --num-kv-blocks, else max-num-seqs full-length sequences)")
+              ->check(CLI::NonNegativeNumber));
+  sim_opt(cmd->add_option("--sim-max-model-len", s.max_model_len, "Sim: the model's context length")
+              ->check(CLI::PositiveNumber)->capture_default_str());
+  sim_opt(cmd->add_option("--sim-seed", s.seed, "Sim: seed of which prompt tokens are copied"));
+  sim_opt(cmd->add_option("--sim-eos-at-length", s.eos_at_length,
+                          "Sim: emit EOS once prompt + output reach this many tokens (0: never)")
+              ->check(CLI::NonNegativeNumber));
   cmd->callback([a] { run_serve(*a); });
 }
 

@@ -43,7 +43,7 @@ Streamed parse_sse(const std::string& body, bool chat) {
       continue;
     }
     const json j = json::parse(data);
-    if (!j["usage"].is_null()) s.usage = j["usage"];
+    if (j.contains("usage") && !j["usage"].is_null()) s.usage = j["usage"];
     for (const auto& c : j["choices"]) {
       if (chat) {
         if (c["delta"].contains("content")) s.text += c["delta"]["content"].get<std::string>();

@@ -1,0 +1,332 @@
+// `llmd serve --sim`: the real binary, real sockets, no model file. Every server started here is a
+// child process killed (SIGTERM, then SIGKILL) when its owner goes out of scope, failure or not,
+// and dies with the test process too (PR_SET_PDEATHSIG).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/cli_test_util.hpp"
+#include "common/http_client.hpp"
+
+namespace llmd::cli_test {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Bounded HTTP: a hung server fails the test instead of hanging it.
+http::ClientConfig quick() {
+  http::ClientConfig c;
+  c.connect_timeout = 2s;
+  c.io_timeout = 10s;
+  return c;
+}
+
+uint16_t free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw std::runtime_error("no free port");
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// One `llmd serve` child. stdout and stderr go to files in its own directory.
+class Server {
+ public:
+  explicit Server(std::vector<std::string> args) {
+    const std::string out = (dir_.path() / "stdout").string(), err = (dir_.path() / "stderr").string();
+    std::vector<std::string> argv_s = {LLMD_BINARY, "serve"};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {  // only async-signal-safe calls until exec
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      const int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (o < 0 || e < 0) _exit(127);
+      dup2(o, STDOUT_FILENO);
+      dup2(e, STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~Server() { stop(); }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Graceful stop; SIGKILL if it takes more than 5 s. Returns the exit status as run_llmd does.
+  int stop() {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, SIGTERM);
+    const auto deadline = Clock::now() + 5s;
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
+
+  bool alive() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  pid_t pid() const { return pid_; }
+  std::string err() const { return slurp(dir_.path() / "stderr"); }
+
+  // The port from the startup line "llmd serve: NAME on http://HOST:PORT (...)"; nullopt until printed.
+  std::optional<uint16_t> announced_port() const {
+    static const std::regex re(R"(on http://[^ ]+:(\d+) )");
+    std::smatch m;
+    const std::string e = err();
+    if (!std::regex_search(e, m, re)) return std::nullopt;
+    return static_cast<uint16_t>(std::stoi(m[1].str()));
+  }
+
+  // Waits until GET /health answers 200, up to `deadline`. Port 0: the announced one.
+  std::optional<uint16_t> wait_healthy(uint16_t port, Clock::time_point deadline) const {
+    http::ClientConfig c = quick();
+    c.connect_timeout = 1s;
+    c.io_timeout = 2s;
+    while (Clock::now() < deadline) {
+      if (!alive()) return std::nullopt;
+      const std::optional<uint16_t> p = port ? std::optional<uint16_t>(port) : announced_port();
+      if (p) {
+        try {
+          if (http::fetch("127.0.0.1", *p, "GET", "/health", {}, {}, c).status == 200) return p;
+        } catch (const std::exception&) {
+        }
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+  }
+
+  // Resident set size in KiB (VmRSS), and user+system CPU ticks so far.
+  int64_t rss_kib() const { return proc_status_field("VmRSS:"); }
+  int64_t cpu_ticks() const {
+    const std::string s = slurp(fs::path("/proc") / std::to_string(pid_) / "stat");
+    const size_t rp = s.rfind(')');
+    if (rp == std::string::npos) return -1;
+    std::istringstream in(s.substr(rp + 2));
+    std::string f;
+    int64_t utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> f; ++i) {  // fields 14 and 15 (1-based) are utime, stime
+      if (i == 14) utime = std::stoll(f);
+      if (i == 15) stime = std::stoll(f);
+    }
+    return utime + stime;
+  }
+  int64_t threads() const { return proc_status_field("Threads:"); }
+
+ private:
+  int64_t proc_status_field(const std::string& key) const {
+    for (const std::string& l : lines(slurp(fs::path("/proc") / std::to_string(pid_) / "status")))
+      if (l.starts_with(key)) return std::stoll(l.substr(key.size()));
+    return -1;
+  }
+
+  TempDir dir_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+};
+
+json post_json(uint16_t port, const std::string& path, const json& body) {
+  const http::ClientResponse r = http::fetch("127.0.0.1", port, "POST", path, body.dump(),
+                                             {{"Content-Type", "application/json"}}, quick());
+  EXPECT_EQ(r.status, 200) << r.body;
+  return json::parse(r.body, nullptr, false);
+}
+
+double generation_tokens_total(uint16_t port) {
+  const http::ClientResponse r = http::fetch("127.0.0.1", port, "GET", "/metrics", {}, {}, quick());
+  EXPECT_EQ(r.status, 200);
+  for (const std::string& l : lines(r.body))
+    if (l.starts_with("vllm:generation_tokens_total")) return std::stod(l.substr(l.rfind(' ') + 1));
+  ADD_FAILURE() << "no vllm:generation_tokens_total in /metrics:\n" << r.body;
+  return -1;
+}
+
+constexpr const char* kPrompt = "Once upon a time there was a little fox who lived in the forest";
+
+TEST(ServeSim, AnswersTheOpenAiApiWithoutAModel) {
+  const uint16_t port = free_port();
+  Server srv({"--sim", "--port", std::to_string(port), "--sim-decode-ms-per-step", "1"});
+  ASSERT_TRUE(srv.wait_healthy(port, Clock::now() + 10s)) << srv.err();
+
+  const http::ClientResponse models = http::fetch("127.0.0.1", port, "GET", "/v1/models", {}, {}, quick());
+  ASSERT_EQ(models.status, 200);
+  const json mj = json::parse(models.body);
+  ASSERT_EQ(mj["data"].size(), 1u) << models.body;
+  EXPECT_EQ(mj["data"][0]["id"], "sim-model");
+
+  const double gen_before = generation_tokens_total(port);
+  const json tk = post_json(port, "/tokenize", {{"prompt", kPrompt}});
+  const int64_t n_prompt = tk["count"].get<int64_t>();
+  EXPECT_GT(n_prompt, 5);
+
+  const json c = post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
+  ASSERT_FALSE(c.is_discarded());
+  EXPECT_EQ(c["object"], "text_completion");
+  EXPECT_EQ(c["choices"][0]["finish_reason"], "length") << c.dump();
+  EXPECT_FALSE(c["choices"][0]["text"].get<std::string>().empty()) << c.dump();
+  EXPECT_EQ(c["usage"]["prompt_tokens"], n_prompt);
+  EXPECT_EQ(c["usage"]["completion_tokens"], 12);
+  EXPECT_EQ(c["usage"]["total_tokens"], n_prompt + 12);
+  // Deterministic: the same prompt gives the same text (the second run hits the prefix cache).
+  const json c2 = post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
+  EXPECT_EQ(c2["choices"][0]["text"], c["choices"][0]["text"]);
+
+  // Chat: ChatML template over the self-made vocab.
+  const json chat = post_json(port, "/v1/chat/completions",
+                              {{"model", "sim-model"},
+                               {"messages", json::array({{{"role", "user"}, {"content", "Tell me a story"}}})},
+                               {"max_tokens", 5}});
+  EXPECT_EQ(chat["choices"][0]["finish_reason"], "length") << chat.dump();
+  EXPECT_EQ(chat["usage"]["completion_tokens"], 5);
+
+  // Streaming: SSE chunks, then the finish reason, then [DONE].
+  std::string sse;
+  const json sreq = {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 8}, {"stream", true}};
+  const http::ClientResponse sr = http::fetch_stream(
+      "127.0.0.1", port, "POST", "/v1/completions", sreq.dump(), {{"Content-Type", "application/json"}},
+      [&](std::string_view chunk) {
+        sse.append(chunk);
+        return true;
+      },
+      quick());
+  ASSERT_EQ(sr.status, 200) << sse;
+  std::string streamed_text, finish;
+  int events = 0;
+  bool done = false;
+  for (const std::string& l : lines(sse)) {
+    if (!l.starts_with("data: ")) continue;
+    const std::string data = l.substr(6);
+    if (data == "[DONE]") {
+      done = true;
+      continue;
+    }
+    const json ev = json::parse(data);
+    ++events;
+    if (!ev["choices"].empty()) {
+      streamed_text += ev["choices"][0].value("text", "");
+      if (ev["choices"][0]["finish_reason"].is_string()) finish = ev["choices"][0]["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done) << sse;
+  EXPECT_GE(events, 2) << sse;
+  EXPECT_EQ(finish, "length") << sse;
+  EXPECT_FALSE(streamed_text.empty()) << sse;
+
+  const double gen_after = generation_tokens_total(port);
+  EXPECT_GE(gen_after - gen_before, 12 + 12 + 5 + 8) << gen_before << " -> " << gen_after;
+
+  EXPECT_EQ(srv.stop(), 0) << srv.err();
+}
+
+TEST(ServeSim, FollowsTheLatencyModel) {
+  const uint16_t port = free_port();
+  Server srv({"--sim", "--port", std::to_string(port), "--sim-decode-ms-per-step", "20",
+              "--sim-prefill-ms-per-token", "0"});
+  ASSERT_TRUE(srv.wait_healthy(port, Clock::now() + 10s)) << srv.err();
+  const json req = {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 10}};
+  post_json(port, "/v1/completions", req);  // warm-up (connection paths, first-step setup)
+  const auto t0 = Clock::now();
+  const json c = post_json(port, "/v1/completions", req);
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_EQ(c["usage"]["completion_tokens"], 10);
+  std::printf("10-token completion at 20 ms/decode step: %.1f ms\n", ms);
+  // The prefill step (0 ms) yields the first token; each of the other 9 is a 20 ms decode step.
+  EXPECT_GE(ms, 9 * 20.0);
+  EXPECT_LT(ms, 600.0);
+}
+
+TEST(ServeSim, ThirtyTwoServersOnOneMachine) {
+  constexpr int kServers = 32;
+  std::vector<std::unique_ptr<Server>> fleet;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kServers; ++i)
+    fleet.push_back(std::make_unique<Server>(std::vector<std::string>{
+        "--sim", "--port", "0", "--served-model-name", "sim-" + std::to_string(i), "--sim-seed", std::to_string(i)}));
+  std::vector<uint16_t> ports;
+  const auto deadline = t0 + 10s;
+  for (auto& s : fleet) {
+    const std::optional<uint16_t> p = s->wait_healthy(0, deadline);
+    ASSERT_TRUE(p) << "a server did not become healthy within 10 s: " << s->err();
+    ports.push_back(*p);
+  }
+  const double startup_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  for (int i = 0; i < kServers; ++i) {
+    const json c = post_json(ports[i], "/v1/completions",
+                             {{"model", "sim-" + std::to_string(i)}, {"prompt", kPrompt}, {"max_tokens", 4}});
+    EXPECT_EQ(c["usage"]["completion_tokens"], 4) << "server " << i << ": " << c.dump();
+  }
+
+  int64_t rss = 0, max_rss = 0, threads = 0;
+  for (auto& s : fleet) {
+    const int64_t r = s->rss_kib();
+    rss += r;
+    max_rss = std::max(max_rss, r);
+    threads += s->threads();
+  }
+  // Idle: one second with no requests should cost next to no CPU.
+  int64_t ticks0 = 0, ticks1 = 0;
+  for (auto& s : fleet) ticks0 += s->cpu_ticks();
+  std::this_thread::sleep_for(1s);
+  for (auto& s : fleet) ticks1 += s->cpu_ticks();
+  const double idle_cpu_pct = 100.0 * static_cast<double>(ticks1 - ticks0) / static_cast<double>(sysconf(_SC_CLK_TCK));
+
+  std::printf(
+      "%d sim servers: all healthy after %.2f s; RSS total %.1f MiB (max %.1f MiB per server); %lld threads; "
+      "idle CPU over 1 s: %.1f%% of one core (all servers together)\n",
+      kServers, startup_s, rss / 1024.0, max_rss / 1024.0, static_cast<long long>(threads), idle_cpu_pct);
+  EXPECT_LT(max_rss, 60 * 1024);
+  EXPECT_LT(idle_cpu_pct, 10.0);
+  for (auto& s : fleet) EXPECT_EQ(s->stop(), 0) << s->err();
+}
+
+TEST(ServeSim, BadFlagsAreOneErrorLine) {
+  const TempDir dir;
+  expect_one_error_line(run_llmd({"serve"}, dir), "--model");
+  expect_one_error_line(run_llmd({"serve", "--sim-vocab", "1000"}, dir), "--sim");
+  expect_one_error_line(run_llmd({"serve", "--model", kStoriesModel, "--sim-vocab", "1000"}, dir), "--sim-vocab");
+  // A vocab without room for the fixed tokens is refused before anything listens.
+  const RunResult small = run_llmd({"serve", "--sim", "--port", "0", "--sim-vocab", "100"}, dir);
+  EXPECT_NE(small.exit_code, 0);
+  EXPECT_EQ(lines(small.err).size(), 1u) << small.err;
+  EXPECT_TRUE(small.err.starts_with("llmd: error:")) << small.err;
+}
+
+}  // namespace
+}  // namespace llmd::cli_test
