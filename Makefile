@@ -3,7 +3,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 MODEL ?= ../shared/models/stories260K.gguf
 
-.PHONY: run test build deps configure format clean
+.PHONY: run test build deps configure format clean sdk-deps
+SDK_DIR := tests/server/sdk
 
 deps:
 	@bash scripts/install-deps.sh
@@ -16,10 +17,17 @@ configure: $(BUILD)/build.ninja
 build: deps configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# Serves the demo model on 127.0.0.1:8000 (Ctrl-C stops it); the server prints a curl example.
 run: build
-	./$(BUILD)/llmd generate --model $(MODEL) --prompt "Once upon a time" --max-tokens 64
+	./$(BUILD)/llmd serve --model $(MODEL) --served-model-name stories260K --host 127.0.0.1 --port 8000
 
-test: build
+# The OpenAI SDK test's node packages (pinned in package-lock.json); again only when the lock changes.
+$(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json | deps
+	@cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+
+sdk-deps: $(SDK_DIR)/node_modules/.package-lock.json
+
+test: build sdk-deps
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
 
 format:

@@ -297,7 +297,7 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     if (g.logprobs >= 0) lp = chat ? json{{"content", c.logprobs}} : completion_logprobs(c.logprobs);
     json item = {{"index", i}, {"logprobs", lp}, {"finish_reason", engine::finish_reason_name(c.finish)}};
     if (chat)
-      item["message"] = {{"role", "assistant"}, {"content", c.text}};
+      item["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
     else
       item["text"] = g.echo ? echo_text + c.text : c.text;
     out.push_back(item);
