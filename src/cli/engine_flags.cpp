@@ -12,7 +12,7 @@ void EngineFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--max-num-batched-tokens", backend.max_batch_tokens, "Tokens in one forward step")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--block-size", backend.kv.block_size, "KV cache block size in tokens (8, 16, 32, 64)");
-  cmd.add_option("--num-kv-blocks", backend.kv.n_blocks, "KV cache blocks (0: one full-length sequence)")
+  cmd.add_option("--num-kv-blocks", backend.kv.n_blocks, "KV cache blocks (0: automatic; serve sizes it to 2 GiB at most)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--kv-cache-dtype", kv_dtype, "KV cache element type: f16 or f32")
       ->check(CLI::IsMember({"f16", "f32"}));
