@@ -3,86 +3,22 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <msgpack.hpp>
 #include <numeric>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/error.hpp"
 #include "engine/block_manager.hpp"
+#include "kv/kv_event_wire.hpp"
 
 namespace llmd::kv {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A decoded event, read with msgpack-cxx straight from the wire (independent of the encoder).
-struct WireEvent {
-  std::string tag;
-  std::vector<BlockHash> hashes;
-  std::optional<BlockHash> parent;
-  std::vector<int32_t> tokens;
-  int32_t block_size = 0;
-  bool lora_nil = false;
-  std::string medium;
-};
-
-struct WireBatch {
-  double ts = 0;
-  std::vector<WireEvent> events;
-  std::optional<int32_t> dp_rank;
-};
-
-BlockHash hash_of(const msgpack::object& o) {
-  EXPECT_EQ(o.type, msgpack::type::BIN);
-  EXPECT_EQ(o.via.bin.size, 16u);
-  return *from_wire_bytes(std::span(reinterpret_cast<const uint8_t*>(o.via.bin.ptr), o.via.bin.size));
-}
-
-std::vector<BlockHash> hashes_of(const msgpack::object& o) {
-  EXPECT_EQ(o.type, msgpack::type::ARRAY);
-  std::vector<BlockHash> out;
-  for (uint32_t i = 0; i < o.via.array.size; ++i) out.push_back(hash_of(o.via.array.ptr[i]));
-  return out;
-}
-
-WireBatch decode(std::string_view payload) {
-  const msgpack::object_handle oh = msgpack::unpack(payload.data(), payload.size());
-  const msgpack::object& root = oh.get();
-  WireBatch b;
-  EXPECT_EQ(root.type, msgpack::type::ARRAY);
-  EXPECT_TRUE(root.via.array.size == 2 || root.via.array.size == 3);
-  EXPECT_EQ(root.via.array.ptr[0].type, msgpack::type::FLOAT64);
-  b.ts = root.via.array.ptr[0].as<double>();
-  if (root.via.array.size == 3) b.dp_rank = root.via.array.ptr[2].as<int32_t>();
-  const msgpack::object& evs = root.via.array.ptr[1];
-  EXPECT_EQ(evs.type, msgpack::type::ARRAY);
-  for (uint32_t i = 0; i < evs.via.array.size; ++i) {
-    const msgpack::object& e = evs.via.array.ptr[i];
-    EXPECT_EQ(e.type, msgpack::type::ARRAY);
-    const msgpack::object* f = e.via.array.ptr;
-    WireEvent w;
-    w.tag = f[0].as<std::string>();
-    if (w.tag == "BlockStored") {
-      EXPECT_EQ(e.via.array.size, 7u);
-      w.hashes = hashes_of(f[1]);
-      if (f[2].type != msgpack::type::NIL) w.parent = hash_of(f[2]);
-      w.tokens = f[3].as<std::vector<int32_t>>();
-      w.block_size = f[4].as<int32_t>();
-      w.lora_nil = f[5].type == msgpack::type::NIL;
-      w.medium = f[6].as<std::string>();
-    } else if (w.tag == "BlockRemoved") {
-      EXPECT_EQ(e.via.array.size, 3u);
-      w.hashes = hashes_of(f[1]);
-      w.medium = f[2].as<std::string>();
-    } else {
-      EXPECT_EQ(w.tag, "AllBlocksCleared");
-      EXPECT_EQ(e.via.array.size, 1u);
-    }
-    b.events.push_back(std::move(w));
-  }
-  return b;
-}
+using wire::decode;
+using wire::receive;
+using wire::WireBatch;
+using wire::WireEvent;
 
 std::vector<int32_t> tokens(int32_t first, int32_t n) {
   std::vector<int32_t> t(n);
@@ -140,29 +76,6 @@ TEST(KvEventWire, RejectsTokenCountMismatch) {
   EXPECT_THROW(batch.add_stored(std::span(&h, 1), nullptr, t, 4), Error);
 }
 
-struct Message {
-  std::string topic;
-  uint64_t seq = 0;
-  WireBatch batch;
-};
-
-std::optional<Message> receive(zmq::socket_t& sub) {
-  std::vector<zmq::message_t> parts;
-  zmq::message_t part;
-  do {
-    if (!sub.recv(part)) return std::nullopt;  // timed out
-    parts.push_back(std::move(part));
-  } while (sub.get(zmq::sockopt::rcvmore));
-  EXPECT_EQ(parts.size(), 3u);
-  if (parts.size() != 3) return std::nullopt;
-  Message m;
-  m.topic = parts[0].to_string();
-  EXPECT_EQ(parts[1].size(), 8u);
-  for (size_t i = 0; i < 8; ++i) m.seq = (m.seq << 8) | static_cast<const uint8_t*>(parts[1].data())[i];
-  m.batch = decode(parts[2].to_string_view());
-  return m;
-}
-
 TEST(EventPublisher, PublishesBlockManagerEventsOverZmq) {
   const std::string topic = "kv@127.0.0.1:8000@test-model";
   EventPublisher pub({.endpoint = "tcp://127.0.0.1:*", .topic = topic});
@@ -175,29 +88,9 @@ TEST(EventPublisher, PublishesBlockManagerEventsOverZmq) {
   sub.set(zmq::sockopt::subscribe, topic);
   sub.connect(pub.bound_endpoint());
 
-  // ZMQ's slow joiner: messages published before the subscription reaches the PUB are lost, so
-  // publish probes until one arrives, then drain the rest.
-  std::optional<uint64_t> last_seq;
-  uint64_t probes = 0;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!last_seq && std::chrono::steady_clock::now() < deadline) {
-    pub.all_blocks_cleared();
-    pub.end_of_step();
-    ++probes;
-    if (auto m = receive(sub)) {
-      EXPECT_EQ(m->topic, topic);
-      EXPECT_LT(m->seq, probes);  // sequence numbers start at 0
-      last_seq = m->seq;
-    }
-  }
+  // ZMQ's slow joiner: probes until the subscription is live, then drains them.
+  const std::optional<uint64_t> last_seq = wire::sync_subscriber(pub, sub);
   ASSERT_TRUE(last_seq) << "subscription never became live";
-  while (pub.messages_sent() < probes) std::this_thread::sleep_for(1ms);
-  sub.set(zmq::sockopt::rcvtimeo, 200);
-  while (auto m = receive(sub)) {
-    EXPECT_EQ(m->seq, *last_seq + 1);
-    last_seq = m->seq;
-  }
-  ASSERT_EQ(*last_seq, probes - 1);
   sub.set(zmq::sockopt::rcvtimeo, 5000);
 
   constexpr int32_t kBs = 4;
