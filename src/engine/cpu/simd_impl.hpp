@@ -72,6 +72,23 @@ inline v16f load16(const float* p) {
   return v;
 }
 
+// 16 halves widened as they are loaded.
+inline v16f load16(const _Float16* p) {
+  v16f v;
+#if defined(__AVX512F__)
+  const __m512 w = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  std::memcpy(&v, &w, sizeof v);
+#elif defined(__F16C__)
+  const __m256 lo = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256 hi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8)));
+  std::memcpy(&v, &lo, sizeof lo);
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof lo, &hi, sizeof hi);
+#else
+  for (int i = 0; i < 16; ++i) v[i] = static_cast<float>(p[i]);
+#endif
+  return v;
+}
+
 inline v16f vexp(v16f x) {  // the polynomial of exp_inplace, on a vector
   const v16f lo = v16f{} - 87.0f, hi = v16f{} + 88.0f;
   x = x < lo ? lo : x;
