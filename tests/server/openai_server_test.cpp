@@ -130,6 +130,28 @@ TEST(OpenAiServer, SeededSamplingIsReproducibleAndNChoicesDiffer) {
   EXPECT_NE(a["choices"][0]["text"], a["choices"][1]["text"]);
 }
 
+TEST(OpenAiServer, LogprobsAndEcho) {
+  ServerFixture f;
+  const json c = json::parse(f.post("/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 6,
+      "temperature": 0, "logprobs": 2, "echo": true})").body);
+  const json& ch = c["choices"][0];
+  EXPECT_TRUE(ch["text"].get<std::string>().starts_with("Once upon a time,")) << ch["text"];
+  ASSERT_EQ(ch["logprobs"]["tokens"].size(), 6u);
+  ASSERT_EQ(ch["logprobs"]["top_logprobs"][0].size(), 2u);
+  for (const auto& lp : ch["logprobs"]["token_logprobs"]) EXPECT_LE(lp.get<double>(), 0.0);
+  // Greedy: the chosen token is the most likely one, so its logprob is the top entry's.
+  double best = -1e9;
+  for (const auto& [tok, lp] : ch["logprobs"]["top_logprobs"][0].items()) best = std::max(best, lp.get<double>());
+  EXPECT_DOUBLE_EQ(ch["logprobs"]["token_logprobs"][0].get<double>(), best);
+
+  const json chat = json::parse(f.post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}],
+      "max_tokens": 4, "logprobs": true, "top_logprobs": 3})").body);
+  const json& content = chat["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 4u);
+  EXPECT_EQ(content[0]["top_logprobs"].size(), 3u);
+  EXPECT_TRUE(content[0]["bytes"].is_array());
+}
+
 TEST(OpenAiServer, ModelsHealthTokenizeDetokenize) {
   ServerFixture f;
   const json m = json::parse(f.get("/v1/models").body);
