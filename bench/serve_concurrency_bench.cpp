@@ -120,10 +120,10 @@ Options parse_args(int argc, char** argv) {
 struct RequestResult {
   bool ok = false;
   std::string error;
-  int tokens = 0;                // usage.completion_tokens
-  double ttft = 0;               // s
-  std::vector<double> gaps;      // s, between text chunks
-  double tpot = 0;               // s
+  int tokens = 0;            // usage.completion_tokens
+  double ttft = 0;           // s
+  std::vector<double> gaps;  // s, between text chunks
+  double tpot = 0;           // s
 };
 
 struct Level {
@@ -169,8 +169,9 @@ class Bench {
     std::uniform_int_distribution<int> id(3, opt_.vocab - 1);
     std::vector<int> prompt(opt_.prompt_tokens);
     for (int& t : prompt) t = id(rng);
-    json b = {{"prompt", prompt},           {"max_tokens", opt_.max_tokens}, {"temperature", 0},
-              {"ignore_eos", true},         {"stream", true},                {"stream_options", {{"include_usage", true}}}};
+    json b = {{"prompt", prompt}, {"max_tokens", opt_.max_tokens},
+              {"temperature", 0}, {"ignore_eos", true},
+              {"stream", true},   {"stream_options", {{"include_usage", true}}}};
     if (!opt_.model.empty()) b["model"] = opt_.model;
     return b.dump();
   }
@@ -188,7 +189,8 @@ class Bench {
     std::string target = "/v1/completions";
     std::string body = body_for(index);
     http::Headers headers{{"Content-Type", "application/json"}};
-    http::ChunkCallback on_chunk = [st](const http::ClientResponse& head, std::string_view piece) -> awaitable<bool> {
+    http::ChunkCallback on_chunk = [st](const http::ClientResponse& head,
+                                        std::string_view piece) -> awaitable<bool> {
       if (head.status != 200) {
         st->buf.append(piece);
         co_return true;
@@ -204,7 +206,8 @@ class Bench {
         if (data == "[DONE]") continue;
         const json j = json::parse(data, nullptr, false);
         if (j.is_discarded()) continue;
-        if (j.contains("usage") && j["usage"].is_object()) st->r.tokens = j["usage"]["completion_tokens"].get<int>();
+        if (j.contains("usage") && j["usage"].is_object())
+          st->r.tokens = j["usage"]["completion_tokens"].get<int>();
         bool text = false;
         if (j.contains("choices"))
           for (const auto& c : j["choices"])
@@ -237,7 +240,8 @@ class Bench {
       co_return st->r;
     }
     st->r.ttft = std::chrono::duration<double>(st->first - st->start).count();
-    if (st->r.tokens > 1) st->r.tpot = std::chrono::duration<double>(st->last - st->first).count() / (st->r.tokens - 1);
+    if (st->r.tokens > 1)
+      st->r.tpot = std::chrono::duration<double>(st->last - st->first).count() / (st->r.tokens - 1);
     st->r.ok = true;
     co_return st->r;
   }
@@ -337,28 +341,36 @@ int main(int argc, char** argv) {
                      {"tpot_p50_ms", L.tpot_p50 * 1e3}});
     std::puts(out.dump().c_str());
   } else {
-    std::printf("prompt %d tokens (random ids, no prefix hits), max_tokens %d, ignore_eos, streaming; %d requests per level\n\n",
-                opt.prompt_tokens, opt.max_tokens, opt.requests);
-    std::printf("| concurrency | output tok/s | vs. concurrency 1 | TTFT p50 ms | ITL p50 ms | TPOT p50 ms | wall s | failed |\n");
+    std::printf(
+        "prompt %d tokens (random ids, no prefix hits), max_tokens %d, ignore_eos, streaming; %d requests "
+        "per level\n\n",
+        opt.prompt_tokens, opt.max_tokens, opt.requests);
+    std::printf(
+        "| concurrency | output tok/s | vs. concurrency 1 | TTFT p50 ms | ITL p50 ms | TPOT p50 ms | wall s "
+        "| failed |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const Level& L : levels) {
       const std::string ratio = base && base->tok_s > 0 ? fmt::format("{:.2f}x", L.tok_s / base->tok_s) : "-";
-      std::printf("| %d | %.1f | %s | %.1f | %.1f | %.1f | %.2f | %d |\n", L.concurrency, L.tok_s, ratio.c_str(),
-                  L.ttft_p50 * 1e3, L.itl_p50 * 1e3, L.tpot_p50 * 1e3, L.wall, L.failed);
+      std::printf("| %d | %.1f | %s | %.1f | %.1f | %.1f | %.2f | %d |\n", L.concurrency, L.tok_s,
+                  ratio.c_str(), L.ttft_p50 * 1e3, L.itl_p50 * 1e3, L.tpot_p50 * 1e3, L.wall, L.failed);
     }
   }
   int failed = 0;
   for (const Level& L : levels) failed += L.failed;
   if (failed) {
-    std::fprintf(stderr, "serve_concurrency_bench: %d requests failed; first: %s\n", failed, bench.first_error().c_str());
+    std::fprintf(stderr, "serve_concurrency_bench: %d requests failed; first: %s\n", failed,
+                 bench.first_error().c_str());
     return 1;
   }
   if (opt.min_ratio > 0 && base && !levels.empty()) {
-    const Level& top = *std::max_element(levels.begin(), levels.end(),
-                                         [](const Level& a, const Level& b) { return a.concurrency < b.concurrency; });
+    const Level& top = *std::max_element(levels.begin(), levels.end(), [](const Level& a, const Level& b) {
+      return a.concurrency < b.concurrency;
+    });
     if (top.tok_s < opt.min_ratio * base->tok_s) {
-      std::fprintf(stderr, "serve_concurrency_bench: concurrency %d gives %.2fx concurrency 1, below --min-ratio %.2f\n",
-                   top.concurrency, top.tok_s / base->tok_s, opt.min_ratio);
+      std::fprintf(
+          stderr,
+          "serve_concurrency_bench: concurrency %d gives %.2fx concurrency 1, below --min-ratio %.2f\n",
+          top.concurrency, top.tok_s / base->tok_s, opt.min_ratio);
       return 3;
     }
   }

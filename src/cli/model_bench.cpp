@@ -1,9 +1,9 @@
 // `llmd model bench`: prefill and decode speed of the engine on one sequence, as llama-bench's
 // pp/tg tests measure them (prefill: the whole prompt in one step; decode: one token per step).
+#include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -48,7 +48,8 @@ void run_bench(const BenchArgs& a) {
   const int64_t n_vocab = backend->config().n_vocab;
   std::vector<int32_t> prompt(a.prompt_tokens);
   for (int32_t i = 0; i < a.prompt_tokens; ++i)
-    prompt[i] = static_cast<int32_t>(3 + (static_cast<int64_t>(i) * 7919) % std::max<int64_t>(1, n_vocab - 3));
+    prompt[i] =
+        static_cast<int32_t>(3 + (static_cast<int64_t>(i) * 7919) % std::max<int64_t>(1, n_vocab - 3));
 
   std::vector<double> pp, tg;
   for (int32_t rep = 0; rep <= a.repetitions; ++rep) {  // rep 0 warms caches and pages, not counted
@@ -82,8 +83,9 @@ void run_bench(const BenchArgs& a) {
                         {"decode_tok_s_runs", tg}};
     std::puts(j.dump().c_str());
   } else {
-    std::printf("%s\n%s\nprefill %d tokens: %.1f tok/s\ndecode  %d tokens: %.1f tok/s\n", a.engine.model.c_str(),
-                backend->describe().c_str(), a.prompt_tokens, prefill, a.gen_tokens, decode);
+    std::printf("%s\n%s\nprefill %d tokens: %.1f tok/s\ndecode  %d tokens: %.1f tok/s\n",
+                a.engine.model.c_str(), backend->describe().c_str(), a.prompt_tokens, prefill, a.gen_tokens,
+                decode);
   }
 }
 
@@ -95,7 +97,8 @@ void register_model_bench(CLI::App& model) {
   a->engine.add_to(*cmd);
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prompt length")->check(CLI::PositiveNumber);
   cmd->add_option("--gen-tokens", a->gen_tokens, "Tokens to decode")->check(CLI::PositiveNumber);
-  cmd->add_option("-r,--repetitions", a->repetitions, "Measured runs (median reported)")->check(CLI::PositiveNumber);
+  cmd->add_option("-r,--repetitions", a->repetitions, "Measured runs (median reported)")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->callback([a] { run_bench(*a); });
 }

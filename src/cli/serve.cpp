@@ -5,8 +5,8 @@
 #include <fstream>
 #include <memory>
 #include <semaphore>
-#include <vector>
 #include <sstream>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -78,7 +78,8 @@ model::ChatTemplate load_chat_template(const std::string& spec, const model::Ggu
 int32_t default_kv_blocks(const model::LlamaConfig& c, const engine::BackendConfig& b, int32_t max_seq_len) {
   const int64_t elem = b.kv.dtype == engine::KvDtype::kF16 ? 2 : 4;
   const int64_t block_bytes = 2 * c.n_layer * c.n_head_kv * c.head_dim * b.kv.block_size * elem;
-  const int64_t all_full = static_cast<int64_t>(b.max_seqs) * ((max_seq_len + b.kv.block_size - 1) / b.kv.block_size);
+  const int64_t all_full =
+      static_cast<int64_t>(b.max_seqs) * ((max_seq_len + b.kv.block_size - 1) / b.kv.block_size);
   return static_cast<int32_t>(std::max<int64_t>(1, std::min(all_full, kDefaultKvCacheBytes / block_bytes)));
 }
 
@@ -140,8 +141,7 @@ void run_serve(ServeArgs& a) {
 
   server::ServeConfig sc = a.serve;
   sc.model_path = a.engine.model;
-  if (sc.served_model_name.empty())
-    sc.served_model_name = sim ? SimArgs::kDefaultServedName : a.engine.model;
+  if (sc.served_model_name.empty()) sc.served_model_name = sim ? SimArgs::kDefaultServedName : a.engine.model;
   if (sim && a.http_threads->count() == 0) sc.http.io_threads = SimArgs::kDefaultHttpThreads;
   if (sc.role != "prefill" && sc.role != "decode" && sc.role != "both")
     fail("--role must be prefill, decode or both, got '{}'", sc.role);
@@ -164,8 +164,8 @@ void run_serve(ServeArgs& a) {
 
   server::OpenAiServer srv(sc, eng, tok, tmpl);
   srv.start();
-  std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(), sc.http.host.c_str(),
-               srv.port(), backend->describe().c_str());
+  std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(),
+               sc.http.host.c_str(), srv.port(), backend->describe().c_str());
   std::fprintf(stderr,
                "try: curl http://%s:%u/v1/completions -H 'Content-Type: application/json' "
                "-d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'\n",
@@ -188,38 +188,49 @@ void register_serve(CLI::App& app) {
   cmd->get_option("--model")->required(false);
   cmd->add_option("--host", a->serve.http.host, "Address to bind (default 127.0.0.1)");
   cmd->add_option("--port", a->serve.http.port, "Port (0: any free port)");
-  cmd->add_option("--served-model-name", a->serve.served_model_name, "Model name in the API (default: the path; sim-model with --sim)");
+  cmd->add_option("--served-model-name", a->serve.served_model_name,
+                  "Model name in the API (default: the path; sim-model with --sim)");
   cmd->add_option("--api-key", a->serve.api_key, "Require this Bearer key on /v1/*")->envname("LLMD_API_KEY");
   cmd->add_option("--chat-template", a->chat_template, "Chat template: a built-in name or a Jinja file");
   cmd->add_option("--role", a->serve.role, "prefill, decode or both (P/D disaggregation)");
   cmd->add_option("--max-num-seqs", a->max_num_seqs, "Sequences in one step")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-enable-prefix-caching", a->no_prefix_caching, "Turn the prefix cache off");
-  cmd->add_option("--kv-events-endpoint", a->kv_events_endpoint, "Publish KV events (ZMQ PUB), e.g. tcp://127.0.0.1:5557");
-  a->http_threads = cmd->add_option("--http-threads", a->serve.http.io_threads, "HTTP I/O threads (default 2; 1 with --sim)")
+  cmd->add_option("--kv-events-endpoint", a->kv_events_endpoint,
+                  "Publish KV events (ZMQ PUB), e.g. tcp://127.0.0.1:5557");
+  a->http_threads = cmd->add_option("--http-threads", a->serve.http.io_threads,
+                                    "HTTP I/O threads (default 2; 1 with --sim)")
                         ->check(CLI::PositiveNumber);
 
   SimArgs& s = a->sim;
-  cmd->add_flag("--sim", s.enabled,
-                "Simulate the forward pass (latency model, tokens copied from the prompt): no model file needed");
+  cmd->add_flag(
+      "--sim", s.enabled,
+      "Simulate the forward pass (latency model, tokens copied from the prompt): no model file needed");
   auto sim_opt = [&](CLI::Option* o) { s.options.push_back(o); };
   sim_opt(cmd->add_option("--sim-prefill-ms-per-token", s.latency.prefill_ms_per_token,
                           "Sim: milliseconds per prefill token in a step")
-              ->check(CLI::NonNegativeNumber)->capture_default_str());
+              ->check(CLI::NonNegativeNumber)
+              ->capture_default_str());
   sim_opt(cmd->add_option("--sim-decode-ms-per-step", s.latency.decode_ms_per_step,
                           "Sim: milliseconds of a decode step with one sequence")
-              ->check(CLI::NonNegativeNumber)->capture_default_str());
+              ->check(CLI::NonNegativeNumber)
+              ->capture_default_str());
   sim_opt(cmd->add_option("--sim-decode-batch-growth", s.latency.decode_batch_growth,
                           "Sim: decode step time grows by this fraction per extra sequence")
-              ->check(CLI::NonNegativeNumber)->capture_default_str());
-  sim_opt(cmd->add_option("--sim-base-step-ms", s.latency.base_step_ms, "Sim: fixed milliseconds of every step")
-              ->check(CLI::NonNegativeNumber)->capture_default_str());
+              ->check(CLI::NonNegativeNumber)
+              ->capture_default_str());
+  sim_opt(
+      cmd->add_option("--sim-base-step-ms", s.latency.base_step_ms, "Sim: fixed milliseconds of every step")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str());
   sim_opt(cmd->add_option("--sim-vocab", s.vocab, "Sim: vocabulary size without --model (a self-made vocab)")
               ->capture_default_str());
-  sim_opt(cmd->add_option("--sim-block-count", s.block_count,
-                          "Sim: KV cache blocks (0: --num-kv-blocks, else max-num-seqs full-length sequences)")
-              ->check(CLI::NonNegativeNumber));
+  sim_opt(
+      cmd->add_option("--sim-block-count", s.block_count,
+                      "Sim: KV cache blocks (0: --num-kv-blocks, else max-num-seqs full-length sequences)")
+          ->check(CLI::NonNegativeNumber));
   sim_opt(cmd->add_option("--sim-max-model-len", s.max_model_len, "Sim: the model's context length")
-              ->check(CLI::PositiveNumber)->capture_default_str());
+              ->check(CLI::PositiveNumber)
+              ->capture_default_str());
   sim_opt(cmd->add_option("--sim-seed", s.seed, "Sim: seed of which prompt tokens are copied"));
   sim_opt(cmd->add_option("--sim-eos-at-length", s.eos_at_length,
                           "Sim: emit EOS once prompt + output reach this many tokens (0: never)")

@@ -25,7 +25,8 @@ class PrivateTempDir {
     fs::path base = fs::temp_directory_path(ec);  // $TMPDIR, else /tmp
     if (ec) base = "/tmp";
     std::string tmpl = (base / "llmd-sim-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) fail("{}: cannot create a temporary directory: {}", tmpl, std::strerror(errno));
+    if (!mkdtemp(tmpl.data()))
+      fail("{}: cannot create a temporary directory: {}", tmpl, std::strerror(errno));
     path_ = tmpl;
   }
   ~PrivateTempDir() {

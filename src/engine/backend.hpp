@@ -16,14 +16,14 @@ enum class KvDtype { kF16, kF32 };
 struct KvCacheConfig {
   static constexpr int32_t kDefaultBlockSize = 16;
   int32_t block_size = kDefaultBlockSize;
-  int32_t n_blocks = 0;  // 0: enough for max_seq_len tokens of max_num_seqs sequences
+  int32_t n_blocks = 0;           // 0: enough for max_seq_len tokens of max_num_seqs sequences
   KvDtype dtype = KvDtype::kF16;  // llama.cpp's default cache type
 };
 
 struct BackendConfig {
   static constexpr int32_t kDefaultMaxBatchTokens = 2048;
   static constexpr int32_t kDefaultMaxSeqs = 64;
-  int32_t threads = 0;  // 0: all hardware threads
+  int32_t threads = 0;                                // 0: all hardware threads
   int32_t max_batch_tokens = kDefaultMaxBatchTokens;  // tokens in one forward step
   int32_t max_seqs = kDefaultMaxSeqs;                 // sequences in one forward step
   int32_t max_seq_len = 0;                            // 0: the model's training context

@@ -9,11 +9,16 @@ namespace llmd::engine {
 
 const char* finish_reason_name(FinishReason r) {
   switch (r) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kError: return "error";
-    case FinishReason::kNone: break;
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kError:
+      return "error";
+    case FinishReason::kNone:
+      break;
   }
   return nullptr;
 }
@@ -44,19 +49,22 @@ std::expected<uint64_t, std::string> Engine::submit(RequestSpec spec) {
   const int64_t n_prompt = static_cast<int64_t>(spec.prompt.size());
   if (n_prompt == 0) return std::unexpected("the prompt is empty");
   for (int32_t t : spec.prompt)
-    if (t < 0 || t >= c.n_vocab) return std::unexpected(fmt::format("token id {} is out of range [0, {})", t, c.n_vocab));
+    if (t < 0 || t >= c.n_vocab)
+      return std::unexpected(fmt::format("token id {} is out of range [0, {})", t, c.n_vocab));
   if (spec.max_tokens < 1) return std::unexpected("max_tokens must be at least 1");
   if (auto err = spec.sampling.validate()) return std::unexpected(*err);
   const int64_t limit = backend_.max_seq_len();
   if (n_prompt + spec.max_tokens > limit)
-    return std::unexpected(fmt::format(
-        "This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the prompt, "
-        "{} for the completion). Please reduce the length of the prompt or the completion.",
-        limit, n_prompt + spec.max_tokens, n_prompt, spec.max_tokens));
+    return std::unexpected(
+        fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens ({} "
+                    "in the prompt, "
+                    "{} for the completion). Please reduce the length of the prompt or the completion.",
+                    limit, n_prompt + spec.max_tokens, n_prompt, spec.max_tokens));
   const int64_t bs = backend_.block_size();
   if ((n_prompt + spec.max_tokens + bs - 1) / bs > backend_.n_blocks())
-    return std::unexpected(fmt::format("the request needs more KV cache ({} tokens) than the server has ({} tokens)",
-                                       n_prompt + spec.max_tokens, static_cast<int64_t>(backend_.n_blocks()) * bs));
+    return std::unexpected(
+        fmt::format("the request needs more KV cache ({} tokens) than the server has ({} tokens)",
+                    n_prompt + spec.max_tokens, static_cast<int64_t>(backend_.n_blocks()) * bs));
   if (spec.logprobs > static_cast<int32_t>(top_.size()))
     return std::unexpected(fmt::format("logprobs must be at most {}", top_.size()));
 
@@ -162,7 +170,8 @@ void Engine::step() {
   for (const Scheduled& x : work) {
     Sequence& s = *x.seq;
     const bool last = s.n_computed + x.n_tokens == s.n_tokens();
-    batch_.seqs.push_back({std::span(s.tokens).subspan(s.n_computed, x.n_tokens), s.n_computed, s.blocks, last});
+    batch_.seqs.push_back(
+        {std::span(s.tokens).subspan(s.n_computed, x.n_tokens), s.n_computed, s.blocks, last});
     if (s.n_computed < s.n_prompt) prefill += std::min(x.n_tokens, s.n_prompt - s.n_computed);
   }
   const auto ok = backend_.forward(batch_, logits_.data());
@@ -203,7 +212,8 @@ void Engine::step() {
       if (!out.logprobs.empty()) out.logprobs.pop_back();
     } else {
       out.tokens.push_back(tok);
-      if (s.n_generated() >= s.spec.max_tokens || s.n_tokens() >= backend_.max_seq_len()) why = FinishReason::kLength;
+      if (s.n_generated() >= s.spec.max_tokens || s.n_tokens() >= backend_.max_seq_len())
+        why = FinishReason::kLength;
     }
     if (why != FinishReason::kNone) {
       finish(s, why, out);

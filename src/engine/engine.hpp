@@ -23,14 +23,14 @@ namespace llmd::engine {
 struct EngineConfig {
   SchedulerConfig scheduler;
   bool prefix_caching = true;
-  std::string model_fingerprint;             // the root of every block key (DESIGN.md)
-  std::function<bool(int32_t)> is_eos;       // end-of-generation tokens of the tokenizer
+  std::string model_fingerprint;        // the root of every block key (DESIGN.md)
+  std::function<bool(int32_t)> is_eos;  // end-of-generation tokens of the tokenizer
 };
 
 // Read by /metrics and /health from any thread.
 struct EngineStats {
   int64_t running = 0, waiting = 0;
-  double kv_usage = 0.0;  // referenced blocks / all blocks
+  double kv_usage = 0.0;                         // referenced blocks / all blocks
   uint64_t prefix_queries = 0, prefix_hits = 0;  // tokens
   uint64_t prompt_tokens = 0, generation_tokens = 0, computed_prompt_tokens = 0;
   uint64_t preemptions = 0, steps = 0;

@@ -12,7 +12,9 @@ Generator::Generator(Backend& backend)
   batch_.seqs.reserve(1);
 }
 
-Generator::~Generator() { reset(); }
+Generator::~Generator() {
+  reset();
+}
 
 void Generator::reset() {
   for (int32_t b : table_) blocks_.release(b);

@@ -9,7 +9,9 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, BlockManager& blocks) : cfg_(cf
   out_.reserve(cfg.max_num_seqs);
 }
 
-void Scheduler::add(std::unique_ptr<Sequence> seq) { waiting_.push_back(std::move(seq)); }
+void Scheduler::add(std::unique_ptr<Sequence> seq) {
+  waiting_.push_back(std::move(seq));
+}
 
 std::unique_ptr<Sequence> Scheduler::remove(uint64_t id) {
   auto take = [&](auto& list) -> std::unique_ptr<Sequence> {
@@ -62,7 +64,8 @@ void Scheduler::admit_prefix(Sequence& s) {
   const int32_t bs = blocks_.block_size();
   const int32_t usable = (s.n_tokens() - 1) / bs;
   ensure_hashes(s, usable);
-  const int32_t hit = blocks_.acquire_cached_prefix(std::span(s.hashes).first(usable), s.blocks, s.n_tokens());
+  const int32_t hit =
+      blocks_.acquire_cached_prefix(std::span(s.hashes).first(usable), s.blocks, s.n_tokens());
   s.n_computed = hit * bs;
   s.n_committed = hit;
   s.n_cached = std::min(s.n_computed, s.n_prompt);

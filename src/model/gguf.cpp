@@ -36,7 +36,8 @@ class Cursor {
 
   void need(uint64_t n, const char* what) const {
     if (n > bytes_.size() - pos_)
-      fail("{}: truncated {} at byte {} (needs {} bytes, {} left)", path_, what, pos_, n, bytes_.size() - pos_);
+      fail("{}: truncated {} at byte {} (needs {} bytes, {} left)", path_, what, pos_, n,
+           bytes_.size() - pos_);
   }
   uint64_t pos() const { return pos_; }
   uint64_t remaining() const { return bytes_.size() - pos_; }
@@ -50,40 +51,79 @@ class Cursor {
 // The smallest encoding of one element of a type, to bound counts before allocating for them.
 uint64_t min_encoded_size(GgufType t) {
   switch (t) {
-    case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
-    case GgufType::UINT16: case GgufType::INT16: return 2;
-    case GgufType::UINT32: case GgufType::INT32: case GgufType::FLOAT32: return 4;
-    case GgufType::UINT64: case GgufType::INT64: case GgufType::FLOAT64: case GgufType::STRING: return 8;
-    case GgufType::ARRAY: return 12;
+    case GgufType::UINT8:
+    case GgufType::INT8:
+    case GgufType::BOOL:
+      return 1;
+    case GgufType::UINT16:
+    case GgufType::INT16:
+      return 2;
+    case GgufType::UINT32:
+    case GgufType::INT32:
+    case GgufType::FLOAT32:
+      return 4;
+    case GgufType::UINT64:
+    case GgufType::INT64:
+    case GgufType::FLOAT64:
+    case GgufType::STRING:
+      return 8;
+    case GgufType::ARRAY:
+      return 12;
   }
   return 1;
 }
 
-bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::FLOAT64); }
+bool valid_type(uint32_t t) {
+  return t <= static_cast<uint32_t>(GgufType::FLOAT64);
+}
 
-GgufValue read_value(Cursor& c, const std::string& path, GgufType type, const std::string& key, uint32_t depth) {
+GgufValue read_value(Cursor& c, const std::string& path, GgufType type, const std::string& key,
+                     uint32_t depth) {
   GgufValue out;
   out.type = type;
   switch (type) {
-    case GgufType::UINT8: out.v = uint64_t{c.read<uint8_t>("uint8 value")}; break;
-    case GgufType::INT8: out.v = int64_t{c.read<int8_t>("int8 value")}; break;
-    case GgufType::UINT16: out.v = uint64_t{c.read<uint16_t>("uint16 value")}; break;
-    case GgufType::INT16: out.v = int64_t{c.read<int16_t>("int16 value")}; break;
-    case GgufType::UINT32: out.v = uint64_t{c.read<uint32_t>("uint32 value")}; break;
-    case GgufType::INT32: out.v = int64_t{c.read<int32_t>("int32 value")}; break;
-    case GgufType::UINT64: out.v = c.read<uint64_t>("uint64 value"); break;
-    case GgufType::INT64: out.v = c.read<int64_t>("int64 value"); break;
-    case GgufType::FLOAT32: out.v = double{c.read<float>("float32 value")}; break;
-    case GgufType::FLOAT64: out.v = c.read<double>("float64 value"); break;
+    case GgufType::UINT8:
+      out.v = uint64_t{c.read<uint8_t>("uint8 value")};
+      break;
+    case GgufType::INT8:
+      out.v = int64_t{c.read<int8_t>("int8 value")};
+      break;
+    case GgufType::UINT16:
+      out.v = uint64_t{c.read<uint16_t>("uint16 value")};
+      break;
+    case GgufType::INT16:
+      out.v = int64_t{c.read<int16_t>("int16 value")};
+      break;
+    case GgufType::UINT32:
+      out.v = uint64_t{c.read<uint32_t>("uint32 value")};
+      break;
+    case GgufType::INT32:
+      out.v = int64_t{c.read<int32_t>("int32 value")};
+      break;
+    case GgufType::UINT64:
+      out.v = c.read<uint64_t>("uint64 value");
+      break;
+    case GgufType::INT64:
+      out.v = c.read<int64_t>("int64 value");
+      break;
+    case GgufType::FLOAT32:
+      out.v = double{c.read<float>("float32 value")};
+      break;
+    case GgufType::FLOAT64:
+      out.v = c.read<double>("float64 value");
+      break;
     case GgufType::BOOL: {
       const uint8_t b = c.read<uint8_t>("bool value");
       if (b > 1) fail("{}: metadata '{}': bool value {} is neither 0 nor 1", path, key, b);
       out.v = b != 0;
       break;
     }
-    case GgufType::STRING: out.v = c.read_string("string value"); break;
+    case GgufType::STRING:
+      out.v = c.read_string("string value");
+      break;
     case GgufType::ARRAY: {
-      if (depth >= kMaxArrayDepth) fail("{}: metadata '{}': arrays nested deeper than {}", path, key, kMaxArrayDepth);
+      if (depth >= kMaxArrayDepth)
+        fail("{}: metadata '{}': arrays nested deeper than {}", path, key, kMaxArrayDepth);
       const uint32_t et = c.read<uint32_t>("array element type");
       if (!valid_type(et)) fail("{}: metadata '{}': unknown array element type {}", path, key, et);
       const uint64_t n = c.read<uint64_t>("array length");
@@ -105,8 +145,9 @@ GgufValue read_value(Cursor& c, const std::string& path, GgufType type, const st
 }  // namespace
 
 std::string_view gguf_type_name(GgufType t) {
-  static constexpr std::string_view names[] = {"uint8", "int8",  "uint16", "int16",  "uint32", "int32", "float32",
-                                               "bool",  "string", "array", "uint64", "int64",  "float64"};
+  static constexpr std::string_view names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                               "int32",  "float32", "bool",   "string", "array",
+                                               "uint64", "int64",   "float64"};
   const auto i = static_cast<uint32_t>(t);
   return i < std::size(names) ? names[i] : "unknown";
 }
@@ -162,7 +203,8 @@ GgufFile GgufFile::open(const std::string& path) {
   if (const GgufValue* a = f.find("general.alignment")) {
     const auto al = a->as_int();
     if (!al || *al <= 0 || (*al & (*al - 1)) != 0 || *al > (1 << 20))
-      fail("{}: general.alignment must be a power of two, got {}", path, al ? std::to_string(*al) : "a non-integer");
+      fail("{}: general.alignment must be a power of two, got {}", path,
+           al ? std::to_string(*al) : "a non-integer");
     f.alignment_ = static_cast<uint32_t>(*al);
   }
 
@@ -171,7 +213,8 @@ GgufFile GgufFile::open(const std::string& path) {
     GgufTensorInfo t;
     t.name = c.read_string("tensor name");
     const uint32_t n_dims = c.read<uint32_t>("tensor dimension count");
-    if (n_dims == 0 || n_dims > kMaxDims) fail("{}: tensor '{}': {} dimensions (must be 1..{})", path, t.name, n_dims, kMaxDims);
+    if (n_dims == 0 || n_dims > kMaxDims)
+      fail("{}: tensor '{}': {} dimensions (must be 1..{})", path, t.name, n_dims, kMaxDims);
     t.n_elements = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t dim = c.read<uint64_t>("tensor dimension");
@@ -185,15 +228,16 @@ GgufFile GgufFile::open(const std::string& path) {
     if (!traits) fail("{}: tensor '{}': unknown tensor type {}", path, t.name, type);
     t.type = static_cast<GgmlType>(type);
     if (t.dims[0] % traits->block_size != 0)
-      fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", path, t.name, t.dims[0],
-           traits->name, traits->block_size);
+      fail("{}: tensor '{}': row length {} is not a multiple of the {} block size {}", path, t.name,
+           t.dims[0], traits->name, traits->block_size);
     if (t.n_elements / traits->block_size > std::numeric_limits<uint64_t>::max() / traits->type_size)
       fail("{}: tensor '{}': size in bytes overflows", path, t.name);
     t.n_bytes = t.n_elements / traits->block_size * traits->type_size;
     t.offset = c.read<uint64_t>("tensor offset");
     if (t.offset % f.alignment_ != 0)
       fail("{}: tensor '{}': offset {} is not aligned to {}", path, t.name, t.offset, f.alignment_);
-    if (!f.tensor_index_.emplace(t.name, f.tensors_.size()).second) fail("{}: duplicate tensor '{}'", path, t.name);
+    if (!f.tensor_index_.emplace(t.name, f.tensors_.size()).second)
+      fail("{}: duplicate tensor '{}'", path, t.name);
     f.tensors_.push_back(std::move(t));
   }
 
@@ -204,8 +248,8 @@ GgufFile GgufFile::open(const std::string& path) {
          f.map_.size());
   for (const auto& t : f.tensors_) {
     if (t.offset > data_size || t.n_bytes > data_size - t.offset)
-      fail("{}: tensor '{}': data [{}, {}) runs past the end of the file ({} data bytes)", path, t.name, t.offset,
-           t.offset + t.n_bytes, data_size);
+      fail("{}: tensor '{}': data [{}, {}) runs past the end of the file ({} data bytes)", path, t.name,
+           t.offset, t.offset + t.n_bytes, data_size);
   }
   return f;
 }
@@ -252,7 +296,8 @@ const GgufArray* typed_array(const GgufFile& f, std::string_view key, const char
   const GgufValue* v = f.find(key);
   if (!v) return nullptr;
   const GgufArray* a = v->as_array();
-  if (!a) fail("{}: metadata '{}' should be an array of {}, is {}", f.path(), key, want, gguf_type_name(v->type));
+  if (!a)
+    fail("{}: metadata '{}' should be an array of {}, is {}", f.path(), key, want, gguf_type_name(v->type));
   return a;
 }
 }  // namespace
@@ -275,7 +320,8 @@ std::optional<std::vector<float>> GgufFile::get_float_array(std::string_view key
   out.reserve(a->items.size());
   for (const auto& it : a->items) {
     auto d = it.as_float();
-    if (!d) fail("{}: metadata '{}' should hold numbers, holds {}", path(), key, gguf_type_name(a->elem_type));
+    if (!d)
+      fail("{}: metadata '{}' should hold numbers, holds {}", path(), key, gguf_type_name(a->elem_type));
     out.push_back(static_cast<float>(*d));
   }
   return out;
@@ -288,7 +334,8 @@ std::optional<std::vector<int64_t>> GgufFile::get_int_array(std::string_view key
   out.reserve(a->items.size());
   for (const auto& it : a->items) {
     auto i = it.as_int();
-    if (!i) fail("{}: metadata '{}' should hold integers, holds {}", path(), key, gguf_type_name(a->elem_type));
+    if (!i)
+      fail("{}: metadata '{}' should hold integers, holds {}", path(), key, gguf_type_name(a->elem_type));
     out.push_back(*i);
   }
   return out;

@@ -26,7 +26,8 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& f) {
   c.n_ctx_train = f.get_int(p + "context_length").value_or(2048);
   c.head_dim = f.get_int(p + "attention.key_length").value_or(c.n_embd / c.n_head);
   c.n_rot = f.get_int(p + "rope.dimension_count").value_or(c.head_dim);
-  c.rms_eps = static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon").value_or(kDefaultRmsEps));
+  c.rms_eps =
+      static_cast<float>(f.get_float(p + "attention.layer_norm_rms_epsilon").value_or(kDefaultRmsEps));
   c.rope_base = static_cast<float>(f.get_float(p + "rope.freq_base").value_or(kDefaultRopeBase));
   if (auto type = f.get_string(p + "rope.scaling.type"); type && *type == "linear") {
     const double factor = f.get_float(p + "rope.scaling.factor").value_or(1.0);
@@ -35,8 +36,10 @@ LlamaConfig LlamaConfig::from_gguf(const GgufFile& f) {
   }
 
   if (c.n_head_kv <= 0 || c.n_head % c.n_head_kv != 0)
-    fail("{}: attention.head_count {} is not a multiple of head_count_kv {}", f.path(), c.n_head, c.n_head_kv);
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0) fail("{}: head dimension {} must be even", f.path(), c.head_dim);
+    fail("{}: attention.head_count {} is not a multiple of head_count_kv {}", f.path(), c.n_head,
+         c.n_head_kv);
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0)
+    fail("{}: head dimension {} must be even", f.path(), c.head_dim);
   if (c.n_rot <= 0 || c.n_rot > c.head_dim || c.n_rot % 2 != 0)
     fail("{}: rope.dimension_count {} must be even and at most the head dimension {}", f.path(), c.n_rot,
          c.head_dim);

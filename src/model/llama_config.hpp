@@ -32,7 +32,7 @@ struct LlamaConfig {
   float rope_base = kDefaultRopeBase;
   float rope_scale = 1.0f;  // linear scaling: positions are multiplied by 1/factor
   RopeLayout rope_layout = RopeLayout::kNormal;
-  bool tied_output = false;  // no output.weight: logits use token_embd.weight
+  bool tied_output = false;     // no output.weight: logits use token_embd.weight
   bool has_rope_freqs = false;  // rope_freqs.weight (Llama 3.1 scaling) present
 
   // Throws llmd::Error naming the file and the key for a missing or inconsistent value.

@@ -40,7 +40,9 @@ struct Choice {
       : decoder(tok, skip_special, /*continuation=*/true), stop(std::move(stops)) {}
 };
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 std::string request_id(bool chat) {
   static thread_local std::mt19937_64 rng(std::random_device{}());
@@ -48,7 +50,8 @@ std::string request_id(bool chat) {
 }
 
 int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 json logprob_entry(const model::Tokenizer& tok, const engine::TokenLogprobs& lp, bool chat) {
@@ -60,8 +63,12 @@ json logprob_entry(const model::Tokenizer& tok, const engine::TokenLogprobs& lp,
   };
   if (chat) {
     json top = json::array();
-    for (const auto& t : lp.top) top.push_back({{"token", piece(t.id)}, {"logprob", t.logprob}, {"bytes", bytes(piece(t.id))}});
-    return {{"token", piece(lp.token)}, {"logprob", lp.logprob}, {"bytes", bytes(piece(lp.token))}, {"top_logprobs", top}};
+    for (const auto& t : lp.top)
+      top.push_back({{"token", piece(t.id)}, {"logprob", t.logprob}, {"bytes", bytes(piece(t.id))}});
+    return {{"token", piece(lp.token)},
+            {"logprob", lp.logprob},
+            {"bytes", bytes(piece(lp.token))},
+            {"top_logprobs", top}};
   }
   json top = json::object();
   for (const auto& t : lp.top) top[piece(t.id)] = t.logprob;
@@ -94,7 +101,8 @@ json usage_json(const std::vector<std::unique_ptr<Choice>>& choices) {
 
 }  // namespace
 
-asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& req, http::Response& res, bool chat) {
+asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& req, http::Response& res,
+                                        bool chat) {
   const auto arrival = Clock::now();
   auto parsed = parse_generation_request(chat ? Endpoint::kChat : Endpoint::kCompletions, req.body);
   if (!parsed) {
@@ -124,7 +132,9 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
       prompt = *g.prompt_tokens;
       for (int32_t t : prompt)
         if (t >= s.tok.size()) {
-          const ApiError e{400, fmt::format("token id {} is out of the vocabulary ({} tokens)", t, s.tok.size()), "prompt"};
+          const ApiError e{400,
+                           fmt::format("token id {} is out of the vocabulary ({} tokens)", t, s.tok.size()),
+                           "prompt"};
           co_await res.send(e.status, kJsonType, e.body());
           co_return;
         }
@@ -139,7 +149,8 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     co_return;
   }
   const int64_t room = s.engine.backend().max_seq_len() - static_cast<int64_t>(prompt.size());
-  const int32_t max_tokens = g.max_tokens ? *g.max_tokens : (chat ? static_cast<int32_t>(std::max<int64_t>(room, 1)) : 16);
+  const int32_t max_tokens =
+      g.max_tokens ? *g.max_tokens : (chat ? static_cast<int32_t>(std::max<int64_t>(room, 1)) : 16);
 
   auto queue = std::make_shared<AsyncQueue<Delivery>>();
   std::vector<std::unique_ptr<Choice>> choices;
@@ -168,7 +179,8 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
   const std::string rid = request_id(chat);
   const int64_t created = unix_now();
   auto chunk = [&](int index, const std::string& text, const json& logprobs, const char* finish) {
-    json c = {{"index", index}, {"logprobs", logprobs}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
+    json c = {
+        {"index", index}, {"logprobs", logprobs}, {"finish_reason", finish ? json(finish) : json(nullptr)}};
     if (chat) {
       json delta = json::object();
       if (!choices[index]->sent_role) {
@@ -180,8 +192,11 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     } else {
       c["text"] = text;
     }
-    json j = {{"id", rid}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-              {"model", s.cfg.served_model_name}, {"choices", json::array({c})}};
+    json j = {{"id", rid},
+              {"object", chat ? "chat.completion.chunk" : "text_completion"},
+              {"created", created},
+              {"model", s.cfg.served_model_name},
+              {"choices", json::array({c})}};
     if (g.include_usage) j["usage"] = nullptr;
     return "data: " + dump(j) + "\n\n";
   };
@@ -266,7 +281,8 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     if (g.stream && (!emit.empty() || finish != engine::FinishReason::kNone)) {
       json lp = nullptr;
       if (g.logprobs >= 0) lp = chat ? json{{"content", lps}} : completion_logprobs(lps);
-      const char* reason = finish != engine::FinishReason::kNone ? engine::finish_reason_name(finish) : nullptr;
+      const char* reason =
+          finish != engine::FinishReason::kNone ? engine::finish_reason_name(finish) : nullptr;
       const std::string event = chunk(d->choice, emit, lp, reason);
       if (!co_await res.write(event)) {
         for (const auto& other : choices) s.engine.abort(other->id);
@@ -277,12 +293,17 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
   // vLLM's TPOT: the decode time after the first token, per further token.
   for (const auto& c : choices)
     if (c->generated > 1)
-      s.m.tpot->observe(std::chrono::duration<double>(c->last_token - c->first_token).count() / (c->generated - 1));
+      s.m.tpot->observe(std::chrono::duration<double>(c->last_token - c->first_token).count() /
+                        (c->generated - 1));
 
   if (g.stream) {
     if (g.include_usage) {
-      json j = {{"id", rid}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                {"model", s.cfg.served_model_name}, {"choices", json::array()}, {"usage", usage_json(choices)}};
+      json j = {{"id", rid},
+                {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                {"created", created},
+                {"model", s.cfg.served_model_name},
+                {"choices", json::array()},
+                {"usage", usage_json(choices)}};
       const std::string event = sse(dump(j));
       co_await res.write(event);
     }
@@ -302,8 +323,9 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
       item["text"] = g.echo ? echo_text + c.text : c.text;
     out.push_back(item);
   }
-  json body = {{"id", rid}, {"object", chat ? "chat.completion" : "text_completion"}, {"created", created},
-               {"model", s.cfg.served_model_name}, {"choices", out}, {"usage", usage_json(choices)}};
+  json body = {{"id", rid},          {"object", chat ? "chat.completion" : "text_completion"},
+               {"created", created}, {"model", s.cfg.served_model_name},
+               {"choices", out},     {"usage", usage_json(choices)}};
   co_await res.send(200, kJsonType, dump(body));
 }
 

@@ -63,24 +63,35 @@ bool is_token_array(const json& v) {
 
 std::string ApiError::type() const {
   switch (status) {
-    case 400: return "BadRequestError";
-    case 401: return "AuthenticationError";
-    case 404: return "NotFoundError";
-    case 405: return "MethodNotAllowed";
-    case 413: return "RequestTooLarge";
-    case 429: return "RateLimitError";
-    case 503: return "ServiceUnavailableError";
-    default: return status >= 500 ? "InternalServerError" : "BadRequestError";
+    case 400:
+      return "BadRequestError";
+    case 401:
+      return "AuthenticationError";
+    case 404:
+      return "NotFoundError";
+    case 405:
+      return "MethodNotAllowed";
+    case 413:
+      return "RequestTooLarge";
+    case 429:
+      return "RateLimitError";
+    case 503:
+      return "ServiceUnavailableError";
+    default:
+      return status >= 500 ? "InternalServerError" : "BadRequestError";
   }
 }
 
 std::string ApiError::body() const {
-  json e = {{"message", message}, {"type", type()}, {"param", param.empty() ? json(nullptr) : json(param)},
+  json e = {{"message", message},
+            {"type", type()},
+            {"param", param.empty() ? json(nullptr) : json(param)},
             {"code", status}};
   return json{{"error", e}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::expected<GenerationRequest, ApiError> parse_generation_request(Endpoint endpoint, std::string_view body) {
+std::expected<GenerationRequest, ApiError> parse_generation_request(Endpoint endpoint,
+                                                                    std::string_view body) {
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad("", "the request body is not valid JSON");
   if (!j.is_object()) return bad("", "the request body must be a JSON object");
@@ -146,7 +157,8 @@ std::expected<GenerationRequest, ApiError> parse_generation_request(Endpoint end
   const char* mt_key = has_mct ? "max_completion_tokens" : "max_tokens";
   if (rd.get(mt_key)) {
     rd.number(mt_key, max_tokens, -1e18, 1e18);
-    if (!rd.error && max_tokens < 1) return bad(mt_key, fmt::format("'{}' must be at least 1, got {}", mt_key, max_tokens));
+    if (!rd.error && max_tokens < 1)
+      return bad(mt_key, fmt::format("'{}' must be at least 1, got {}", mt_key, max_tokens));
     r.max_tokens = max_tokens;
   }
   auto& s = r.sampling;
@@ -191,7 +203,8 @@ std::expected<GenerationRequest, ApiError> parse_generation_request(Endpoint end
   if (const json* ids = rd.get("stop_token_ids")) {
     if (!ids->is_array()) return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");
     for (const auto& x : *ids) {
-      if (!x.is_number_integer()) return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");
+      if (!x.is_number_integer())
+        return bad("stop_token_ids", "'stop_token_ids' must be an array of token ids");
       r.stop_token_ids.push_back(x.get<int32_t>());
     }
   }

@@ -17,7 +17,7 @@ namespace llmd::server {
 struct ApiError {
   int status = 400;
   std::string message;
-  std::string param;  // the offending field, when there is one
+  std::string param;         // the offending field, when there is one
   std::string type() const;  // vLLM's names: "BadRequestError", "NotFoundError", ...
   std::string body() const;  // {"error":{"message","type","param","code"}}
 };

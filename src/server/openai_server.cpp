@@ -12,7 +12,8 @@ namespace {
 using nlohmann::json;
 
 int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 asio::awaitable<void> send_json(http::Response& res, int status, const json& j) {
@@ -30,13 +31,15 @@ bool authorized(const OpenAiServer::State& s, const http::Request& req) {
   const std::string want = "Bearer " + s.cfg.api_key;
   const std::string got(req.headers.get("authorization").value_or(""));
   unsigned diff = got.size() != want.size();
-  for (size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned>(want[i] ^ (i < got.size() ? got[i] : 0));
+  for (size_t i = 0; i < want.size(); ++i)
+    diff |= static_cast<unsigned>(want[i] ^ (i < got.size() ? got[i] : 0));
   return diff == 0;
 }
 
 // Wraps a /v1 handler with the API key check.
-http::Handler guarded(OpenAiServer::State& s,
-                      std::function<asio::awaitable<void>(OpenAiServer::State&, http::Request&, http::Response&)> h) {
+http::Handler guarded(
+    OpenAiServer::State& s,
+    std::function<asio::awaitable<void>(OpenAiServer::State&, http::Request&, http::Response&)> h) {
   return [&s, h = std::move(h)](http::Request& req, http::Response& res) -> asio::awaitable<void> {
     if (!authorized(s, req)) {
       const ApiError e{401, "Unauthorized: a valid API key is required (Authorization: Bearer ...)", ""};
@@ -49,15 +52,16 @@ http::Handler guarded(OpenAiServer::State& s,
 
 asio::awaitable<void> models(OpenAiServer::State& s, http::Request&, http::Response& res) {
   const auto& b = s.engine.backend();
-  json m = {{"id", s.cfg.served_model_name},
-            {"object", "model"},
-            {"created", unix_now()},
-            {"owned_by", "llmd"},
-            {"root", s.cfg.model_path},
-            {"parent", nullptr},
-            {"max_model_len", b.max_seq_len()},
-            {"permission", json::array()},
-            {"metadata", {{"role", s.cfg.role}, {"block_size", b.block_size()}, {"num_blocks", b.n_blocks()}}}};
+  json m = {
+      {"id", s.cfg.served_model_name},
+      {"object", "model"},
+      {"created", unix_now()},
+      {"owned_by", "llmd"},
+      {"root", s.cfg.model_path},
+      {"parent", nullptr},
+      {"max_model_len", b.max_seq_len()},
+      {"permission", json::array()},
+      {"metadata", {{"role", s.cfg.role}, {"block_size", b.block_size()}, {"num_blocks", b.n_blocks()}}}};
   const json list = {{"object", "list"}, {"data", json::array({m})}};
   co_await send_json(res, 200, list);
 }
@@ -89,7 +93,8 @@ asio::awaitable<void> tokenize(OpenAiServer::State& s, http::Request& req, http:
     co_await send_api_error(res, e);
     co_return;
   }
-  const json out = {{"tokens", ids}, {"count", ids.size()}, {"max_model_len", s.engine.backend().max_seq_len()}};
+  const json out = {
+      {"tokens", ids}, {"count", ids.size()}, {"max_model_len", s.engine.backend().max_seq_len()}};
   co_await send_json(res, 200, out);
 }
 
@@ -123,7 +128,8 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const ServeConfig& cfg, const
   running = gauge("vllm:num_requests_running", "Number of requests in model execution batches.");
   waiting = gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.");
   kv_usage = gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.");
-  prefix_queries = counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.");
+  prefix_queries =
+      counter("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.");
   prefix_hits = counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.");
   prompt_tokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.");
   generation_tokens = counter("vllm:generation_tokens", "Number of generation tokens processed.");
@@ -137,10 +143,14 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const ServeConfig& cfg, const
   auto hist = [&](const char* n, const char* h, std::span<const double> b) {
     return &r.histogram(n, h, b, labels).with(values);
   };
-  ttft = hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", metrics::kTtftBuckets);
-  tpot = hist("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", metrics::kTpotBuckets);
-  itl = hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", metrics::kTpotBuckets);
-  e2e = hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", metrics::kE2eBuckets);
+  ttft = hist("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
+              metrics::kTtftBuckets);
+  tpot = hist("vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.",
+              metrics::kTpotBuckets);
+  itl = hist("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+             metrics::kTpotBuckets);
+  e2e = hist("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
+             metrics::kE2eBuckets);
   r.info("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
          {{"block_size", std::to_string(backend.block_size())},
           {"num_gpu_blocks", std::to_string(backend.n_blocks())},
@@ -184,10 +194,20 @@ OpenAiServer::OpenAiServer(const ServeConfig& cfg, engine::Engine& engine, const
   });
 }
 
-OpenAiServer::~OpenAiServer() { stop(); }
-void OpenAiServer::start() { http_.start(); }
-void OpenAiServer::stop() { http_.stop(); }
-uint16_t OpenAiServer::port() const { return http_.port(); }
-metrics::Registry& OpenAiServer::metrics() { return s_->registry; }
+OpenAiServer::~OpenAiServer() {
+  stop();
+}
+void OpenAiServer::start() {
+  http_.start();
+}
+void OpenAiServer::stop() {
+  http_.stop();
+}
+uint16_t OpenAiServer::port() const {
+  return http_.port();
+}
+metrics::Registry& OpenAiServer::metrics() {
+  return s_->registry;
+}
 
 }  // namespace llmd::server

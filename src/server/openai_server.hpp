@@ -17,8 +17,8 @@ struct ServeConfig {
   http::ServerConfig http;
   std::string served_model_name;  // what /v1/models lists and requests must name
   std::string model_path;
-  std::string api_key;            // empty: no auth; else Bearer auth on /v1/*
-  std::string role = "both";      // prefill | decode | both (P/D disaggregation)
+  std::string api_key;        // empty: no auth; else Bearer auth on /v1/*
+  std::string role = "both";  // prefill | decode | both (P/D disaggregation)
 };
 
 class OpenAiServer {

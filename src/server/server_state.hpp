@@ -42,7 +42,9 @@ inline const std::string kTextType = "text/plain";
 inline const std::string kPrometheusType = "text/plain; version=0.0.4; charset=utf-8";
 inline const std::string kEventStreamType = "text/event-stream";
 inline const std::string kDoneEvent = "data: [DONE]\n\n";
-inline std::string sse(const std::string& data) { return "data: " + data + "\n\n"; }
+inline std::string sse(const std::string& data) {
+  return "data: " + data + "\n\n";
+}
 inline http::Headers no_cache_headers() {
   http::Headers h;
   h.set("Cache-Control", "no-cache");

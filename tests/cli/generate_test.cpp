@@ -15,9 +15,10 @@ TEST(Generate, PrintsGoldenCompletionText) {
   std::ifstream in(std::string(LLMD_SHARED_DIR) + "/models/stories260K.golden.json");
   const auto golden = nlohmann::json::parse(in);
   for (const auto& g : golden) {
-    const RunResult r = run_llmd({"generate", "--model", kStoriesModel, "--prompt", g["prompt"], "--max-tokens",
-                                  std::to_string(g["max_tokens"].get<int>()), "--threads", "2"},
-                                 dir);
+    const RunResult r =
+        run_llmd({"generate", "--model", kStoriesModel, "--prompt", g["prompt"], "--max-tokens",
+                  std::to_string(g["max_tokens"].get<int>()), "--threads", "2"},
+                 dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, g["completion"].get<std::string>());
     EXPECT_TRUE(r.err.empty()) << r.err;
@@ -27,8 +28,8 @@ TEST(Generate, PrintsGoldenCompletionText) {
 TEST(Generate, SameSeedSameTextOtherSeedOtherText) {
   TempDir dir;
   auto run = [&](const char* seed) {
-    const RunResult r = run_llmd({"generate", "-m", kStoriesModel, "-p", "Lily", "-n", "40", "--temperature", "1.0",
-                                  "--top-p", "0.95", "--seed", seed},
+    const RunResult r = run_llmd({"generate", "-m", kStoriesModel, "-p", "Lily", "-n", "40", "--temperature",
+                                  "1.0", "--top-p", "0.95", "--seed", seed},
                                  dir);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return r.out;
@@ -59,11 +60,11 @@ TEST(Generate, BadFilesGiveOneErrorLine) {
 TEST(Generate, BadArgumentsFailWithoutOutput) {
   TempDir dir;
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
-           {"generate", "-m", kStoriesModel},                                      // no prompt
-           {"generate", "-m", kStoriesModel, "-p", "x", "-n", "0"},                // no tokens to generate
-           {"generate", "-m", kStoriesModel, "-p", "x", "--temperature", "-1"},    // bad sampling value
+           {"generate", "-m", kStoriesModel},                                       // no prompt
+           {"generate", "-m", kStoriesModel, "-p", "x", "-n", "0"},                 // no tokens to generate
+           {"generate", "-m", kStoriesModel, "-p", "x", "--temperature", "-1"},     // bad sampling value
            {"generate", "-m", kStoriesModel, "-p", "x", "--kv-cache-dtype", "q4"},  // unknown cache type
-           {"generate", "-m", kStoriesModel, "-p", "x", "--block-size", "12"},     // unsupported block size
+           {"generate", "-m", kStoriesModel, "-p", "x", "--block-size", "12"},      // unsupported block size
        }) {
     const RunResult r = run_llmd(args, dir);
     EXPECT_NE(r.exit_code, 0) << args.back();
@@ -74,8 +75,8 @@ TEST(Generate, BadArgumentsFailWithoutOutput) {
 
 TEST(ModelBench, PrintsOneJsonObjectWithSpeeds) {
   TempDir dir;
-  const RunResult r = run_llmd({"model", "bench", "-m", kStoriesModel, "--prompt-tokens", "64", "--gen-tokens", "16",
-                                "--threads", "1", "-r", "1", "--json"},
+  const RunResult r = run_llmd({"model", "bench", "-m", kStoriesModel, "--prompt-tokens", "64",
+                                "--gen-tokens", "16", "--threads", "1", "-r", "1", "--json"},
                                dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);

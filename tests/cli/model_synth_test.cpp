@@ -115,9 +115,9 @@ TEST_F(ModelSynthTest, EveryPresetHasItsModelsShapeAndKeys) {
     float rope_base;
   };
   for (const Want& w : {Want{"tiny", 256, 4, 8, 4, 768, 4096, 2048, 10000.0f},
-                       Want{"160m", 768, 12, 12, 12, 3072, 32000, 2048, 10000.0f},
-                       Want{"1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f},
-                       Want{"8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f}}) {
+                        Want{"160m", 768, 12, 12, 12, 3072, 32000, 2048, 10000.0f},
+                        Want{"1b", 2048, 22, 32, 4, 5632, 32000, 2048, 10000.0f},
+                        Want{"8b", 4096, 32, 32, 8, 14336, 128256, 8192, 500000.0f}}) {
     const model::SynthPreset* p = model::find_synth_preset(w.name);
     ASSERT_NE(p, nullptr) << w.name;
     EXPECT_EQ(p->n_embd, w.embd) << w.name;

@@ -195,7 +195,8 @@ TEST(ServeSim, AnswersTheOpenAiApiWithoutAModel) {
   const int64_t n_prompt = tk["count"].get<int64_t>();
   EXPECT_GT(n_prompt, 5);
 
-  const json c = post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
+  const json c =
+      post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
   ASSERT_FALSE(c.is_discarded());
   EXPECT_EQ(c["object"], "text_completion");
   EXPECT_EQ(c["choices"][0]["finish_reason"], "length") << c.dump();
@@ -204,14 +205,16 @@ TEST(ServeSim, AnswersTheOpenAiApiWithoutAModel) {
   EXPECT_EQ(c["usage"]["completion_tokens"], 12);
   EXPECT_EQ(c["usage"]["total_tokens"], n_prompt + 12);
   // Deterministic: the same prompt gives the same text (the second run hits the prefix cache).
-  const json c2 = post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
+  const json c2 =
+      post_json(port, "/v1/completions", {{"model", "sim-model"}, {"prompt", kPrompt}, {"max_tokens", 12}});
   EXPECT_EQ(c2["choices"][0]["text"], c["choices"][0]["text"]);
 
   // Chat: ChatML template over the self-made vocab.
-  const json chat = post_json(port, "/v1/chat/completions",
-                              {{"model", "sim-model"},
-                               {"messages", json::array({{{"role", "user"}, {"content", "Tell me a story"}}})},
-                               {"max_tokens", 5}});
+  const json chat =
+      post_json(port, "/v1/chat/completions",
+                {{"model", "sim-model"},
+                 {"messages", json::array({{{"role", "user"}, {"content", "Tell me a story"}}})},
+                 {"max_tokens", 5}});
   EXPECT_EQ(chat["choices"][0]["finish_reason"], "length") << chat.dump();
   EXPECT_EQ(chat["usage"]["completion_tokens"], 5);
 
@@ -276,8 +279,9 @@ TEST(ServeSim, ThirtyTwoServersOnOneMachine) {
   std::vector<std::unique_ptr<Server>> fleet;
   const auto t0 = Clock::now();
   for (int i = 0; i < kServers; ++i)
-    fleet.push_back(std::make_unique<Server>(std::vector<std::string>{
-        "--sim", "--port", "0", "--served-model-name", "sim-" + std::to_string(i), "--sim-seed", std::to_string(i)}));
+    fleet.push_back(std::make_unique<Server>(
+        std::vector<std::string>{"--sim", "--port", "0", "--served-model-name", "sim-" + std::to_string(i),
+                                 "--sim-seed", std::to_string(i)}));
   std::vector<uint16_t> ports;
   const auto deadline = t0 + 10s;
   for (auto& s : fleet) {
@@ -305,7 +309,8 @@ TEST(ServeSim, ThirtyTwoServersOnOneMachine) {
   for (auto& s : fleet) ticks0 += s->cpu_ticks();
   std::this_thread::sleep_for(1s);
   for (auto& s : fleet) ticks1 += s->cpu_ticks();
-  const double idle_cpu_pct = 100.0 * static_cast<double>(ticks1 - ticks0) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double idle_cpu_pct =
+      100.0 * static_cast<double>(ticks1 - ticks0) / static_cast<double>(sysconf(_SC_CLK_TCK));
 
   std::printf(
       "%d sim servers: all healthy after %.2f s; RSS total %.1f MiB (max %.1f MiB per server); %lld threads; "
@@ -320,7 +325,8 @@ TEST(ServeSim, BadFlagsAreOneErrorLine) {
   const TempDir dir;
   expect_one_error_line(run_llmd({"serve"}, dir), "--model");
   expect_one_error_line(run_llmd({"serve", "--sim-vocab", "1000"}, dir), "--sim");
-  expect_one_error_line(run_llmd({"serve", "--model", kStoriesModel, "--sim-vocab", "1000"}, dir), "--sim-vocab");
+  expect_one_error_line(run_llmd({"serve", "--model", kStoriesModel, "--sim-vocab", "1000"}, dir),
+                        "--sim-vocab");
   // A vocab without room for the fixed tokens is refused before anything listens.
   const RunResult small = run_llmd({"serve", "--sim", "--port", "0", "--sim-vocab", "100"}, dir);
   EXPECT_NE(small.exit_code, 0);

@@ -37,7 +37,8 @@ TEST_P(AttentionTest, MatchesDirectSoftmaxOverContiguousCache) {
   const size_t pool_elems = static_cast<size_t>(n_blocks) * nkv * hd * bs;
   std::vector<float> kf(pool_elems), vf(pool_elems);
   std::vector<_Float16> kh(pool_elems), vh(pool_elems);
-  std::vector<std::vector<float>> keys(seqs.size()), vals(seqs.size());  // [pos][g][d], rounded like the cache
+  std::vector<std::vector<float>> keys(seqs.size()),
+      vals(seqs.size());  // [pos][g][d], rounded like the cache
   std::vector<std::vector<int32_t>> tables(seqs.size());
   int next_block = 0;
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -47,11 +48,14 @@ TEST_P(AttentionTest, MatchesDirectSoftmaxOverContiguousCache) {
       for (int g = 0; g < nkv; ++g) {
         for (int d = 0; d < hd; ++d) {
           float k = nd(rng), v = nd(rng);
-          if (sh.dtype == KvDtype::kF16) k = static_cast<float>(static_cast<_Float16>(k)), v = static_cast<float>(static_cast<_Float16>(v));
+          if (sh.dtype == KvDtype::kF16)
+            k = static_cast<float>(static_cast<_Float16>(k)),
+            v = static_cast<float>(static_cast<_Float16>(v));
           keys[i].push_back(k);
           vals[i].push_back(v);
           const int64_t blk = tables[i][p / bs], slot = p % bs;
-          const int64_t ki = ((blk * nkv + g) * hd + d) * bs + slot, vi = ((blk * nkv + g) * bs + slot) * hd + d;
+          const int64_t ki = ((blk * nkv + g) * hd + d) * bs + slot,
+                        vi = ((blk * nkv + g) * bs + slot) * hd + d;
           kf[ki] = k, vf[vi] = v, kh[ki] = static_cast<_Float16>(k), vh[vi] = static_cast<_Float16>(v);
         }
       }
@@ -99,17 +103,19 @@ TEST_P(AttentionTest, MatchesDirectSoftmaxOverContiguousCache) {
         for (int d = 0; d < hd; ++d) {
           double o = 0;
           for (int j = 0; j <= pos; ++j) o += w[j] * vals[i][(j * nkv + g) * hd + d];
-          ASSERT_NEAR(out[row * width + h * hd + d], o / sum, 2e-5) << "seq " << i << " token " << t << " head " << h;
+          ASSERT_NEAR(out[row * width + h * hd + d], o / sum, 2e-5)
+              << "seq " << i << " token " << t << " head " << h;
         }
       }
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, AttentionTest,
-                         ::testing::Values(Shape{4, 2, 64, 16, KvDtype::kF16}, Shape{4, 4, 64, 16, KvDtype::kF32},
-                                           Shape{2, 1, 128, 16, KvDtype::kF16}, Shape{8, 4, 8, 16, KvDtype::kF32},
-                                           Shape{8, 2, 32, 32, KvDtype::kF16}, Shape{3, 3, 16, 8, KvDtype::kF16}));
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AttentionTest,
+    ::testing::Values(Shape{4, 2, 64, 16, KvDtype::kF16}, Shape{4, 4, 64, 16, KvDtype::kF32},
+                      Shape{2, 1, 128, 16, KvDtype::kF16}, Shape{8, 4, 8, 16, KvDtype::kF32},
+                      Shape{8, 2, 32, 32, KvDtype::kF16}, Shape{3, 3, 16, 8, KvDtype::kF16}));
 
 }  // namespace
 }  // namespace llmd::engine::cpu

@@ -4,9 +4,9 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -33,7 +33,8 @@ std::vector<GoldenCase> load_golden() {
   const auto j = nlohmann::json::parse(in);
   std::vector<GoldenCase> out;
   for (const auto& c : j)
-    out.push_back({c["prompt_tokens"].get<std::vector<int32_t>>(), c["completion_tokens"].get<std::vector<int32_t>>()});
+    out.push_back(
+        {c["prompt_tokens"].get<std::vector<int32_t>>(), c["completion_tokens"].get<std::vector<int32_t>>()});
   return out;
 }
 
@@ -60,7 +61,8 @@ TEST_P(GoldenTest, GreedyCompletionMatchesLlamaCpp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(KvTypesAndThreads, GoldenTest,
-                         ::testing::Combine(::testing::Values(KvDtype::kF16, KvDtype::kF32), ::testing::Values(1, 2)));
+                         ::testing::Combine(::testing::Values(KvDtype::kF16, KvDtype::kF32),
+                                            ::testing::Values(1, 2)));
 
 // Logits of the last token after feeding `tokens` to a fresh sequence, alone.
 std::vector<float> alone(Backend& b, std::span<const int32_t> tokens) {
@@ -73,7 +75,8 @@ void expect_close(std::span<const float> a, std::span<const float> b) {
   ASSERT_EQ(a.size(), b.size());
   float max_abs = 0;
   for (float v : b) max_abs = std::max(max_abs, std::abs(v));
-  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-4f * std::max(1.0f, max_abs)) << "logit " << i;
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], b[i], 1e-4f * std::max(1.0f, max_abs)) << "logit " << i;
 }
 
 // Models for the batching test: the real one (F32, head_dim 8: the generic attention path) and
@@ -91,7 +94,8 @@ class TempModel {
       path_ = kModel;
       return;
     }
-    path_ = (std::filesystem::temp_directory_path() / fmt::format("llmd_test_{}_{}.gguf", m.name, getpid())).string();
+    path_ = (std::filesystem::temp_directory_path() / fmt::format("llmd_test_{}_{}.gguf", m.name, getpid()))
+                .string();
     model::SynthOptions o;
     o.preset = {"test", 512, 512, 64 * m.n_head, 2, m.n_head, m.n_head_kv, 256, 1e-5f, 10000.0f};
     o.dtype = m.dtype;
@@ -142,9 +146,8 @@ TEST_P(BatchTest, MixedSequencesOnShuffledBlocksMatchEachAlone) {
   std::vector<float> logits(3 * V);
   Batch batch;
   // Step 1: A's first 37 tokens and B's whole prompt (logits wanted), C's first chunk (none wanted).
-  batch.seqs = {{std::span(a).first(37), 0, ta, true},
-                {b, 0, tb, true},
-                {std::span(c).first(12), 0, tc, false}};
+  batch.seqs = {
+      {std::span(a).first(37), 0, ta, true}, {b, 0, tb, true}, {std::span(c).first(12), 0, tc, false}};
   ASSERT_TRUE(backend->forward(batch, logits.data()));
   expect_close(std::span(logits).subspan(0, V), alone(*backend, std::span(a).first(37)));
   expect_close(std::span(logits).subspan(V, V), alone(*backend, b));
@@ -180,7 +183,8 @@ TEST(CpuBackend, TiedOutputUsesTheEmbedding) {
     const uint8_t* p = file.tensor_data(t);
     w.add_tensor(t.name, t.dims, t.type, std::vector<uint8_t>(p, p + t.n_bytes));
   }
-  const std::string tied = (std::filesystem::temp_directory_path() / fmt::format("llmd_tied_{}.gguf", getpid())).string();
+  const std::string tied =
+      (std::filesystem::temp_directory_path() / fmt::format("llmd_tied_{}.gguf", getpid())).string();
   w.write(tied);
   const auto tied_file = model::GgufFile::open(tied);
   std::filesystem::remove(tied);

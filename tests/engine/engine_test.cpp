@@ -60,7 +60,8 @@ struct Fixture {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Engine> engine;
 
-  explicit Fixture(int32_t n_blocks, int32_t max_num_seqs = 8, bool prefix_caching = true, int32_t batch_tokens = 256) {
+  explicit Fixture(int32_t n_blocks, int32_t max_num_seqs = 8, bool prefix_caching = true,
+                   int32_t batch_tokens = 256) {
     BackendConfig bc;
     bc.threads = 2;
     bc.max_seq_len = 512;
@@ -82,7 +83,8 @@ std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> golden() {
   std::ifstream in(std::string(LLMD_SHARED_DIR) + "/models/stories260K.golden.json");
   std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>> out;
   for (const auto& c : nlohmann::json::parse(in))
-    out.emplace_back(c["prompt_tokens"].get<std::vector<int32_t>>(), c["completion_tokens"].get<std::vector<int32_t>>());
+    out.emplace_back(c["prompt_tokens"].get<std::vector<int32_t>>(),
+                     c["completion_tokens"].get<std::vector<int32_t>>());
   return out;
 }
 
@@ -175,7 +177,7 @@ TEST(Engine, RefusesRequestsThatCanNeverRun) {
   EXPECT_FALSE(f.engine->submit(greedy({}, 4, c)));
   EXPECT_FALSE(f.engine->submit(greedy({1, 99999}, 4, c)));
   EXPECT_FALSE(f.engine->submit(greedy({1, 2, 3}, 0, c)));
-  EXPECT_FALSE(f.engine->submit(greedy(std::vector<int32_t>(500, 5), 20, c)));  // past max_seq_len
+  EXPECT_FALSE(f.engine->submit(greedy(std::vector<int32_t>(500, 5), 20, c)));   // past max_seq_len
   EXPECT_FALSE(f.engine->submit(greedy(std::vector<int32_t>(100, 5), 100, c)));  // more KV than exists
   EXPECT_TRUE(f.engine->submit(greedy(std::vector<int32_t>(100, 5), 20, c)));
   c.wait();

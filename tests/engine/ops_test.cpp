@@ -25,7 +25,8 @@ std::vector<double> rope_reference(const std::vector<float>& x, const model::Lla
   std::vector<double> y(x.begin(), x.end());
   const int half = static_cast<int>(c.n_rot / 2);
   for (int i = 0; i < half; ++i) {
-    const double theta = pos * std::pow(static_cast<double>(c.rope_base), -2.0 * i / c.n_rot) / (ff.empty() ? 1.0 : ff[i]);
+    const double theta =
+        pos * std::pow(static_cast<double>(c.rope_base), -2.0 * i / c.n_rot) / (ff.empty() ? 1.0 : ff[i]);
     const int a = c.rope_layout == model::RopeLayout::kNormal ? 2 * i : i;
     const int b = c.rope_layout == model::RopeLayout::kNormal ? 2 * i + 1 : i + half;
     y[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
@@ -70,7 +71,8 @@ TEST(Ops, RmsNormAndSiluMulFollowTheirDefinitions) {
   double ss = 0;
   for (float v : x) ss += static_cast<double>(v) * v;
   const double scale = 1.0 / std::sqrt(ss / n + 1e-5);
-  for (int i = 0; i < n; ++i) EXPECT_NEAR(y[i], x[i] * scale * w[i], 1e-5 * std::abs(x[i] * scale * w[i]) + 1e-6);
+  for (int i = 0; i < n; ++i)
+    EXPECT_NEAR(y[i], x[i] * scale * w[i], 1e-5 * std::abs(x[i] * scale * w[i]) + 1e-6);
   silu_mul(x.data(), up.data(), out.data(), n);
   for (int i = 0; i < n; ++i) {
     const double want = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * up[i];

@@ -33,8 +33,7 @@ constexpr const char* kTopic = "kv@127.0.0.1:0@stories";
 // Declare it before the ServerFixture: the engine must be gone before the publisher.
 class EventTap {
  public:
-  EventTap()
-      : pub_({.endpoint = "tcp://127.0.0.1:*", .topic = kTopic}), sub_(ctx_, zmq::socket_type::sub) {
+  EventTap() : pub_({.endpoint = "tcp://127.0.0.1:*", .topic = kTopic}), sub_(ctx_, zmq::socket_type::sub) {
     sub_.set(zmq::sockopt::linger, 0);
     sub_.set(zmq::sockopt::subscribe, kTopic);
     sub_.connect(pub_.bound_endpoint());
@@ -49,7 +48,8 @@ class EventTap {
   // numbers are consecutive and that each message has events and the topic.
   std::vector<WireEvent> take(ServerFixture& f) {
     const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (f.engine().stats().running + f.engine().stats().waiting > 0 && std::chrono::steady_clock::now() < deadline)
+    while (f.engine().stats().running + f.engine().stats().waiting > 0 &&
+           std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(2ms);
     std::vector<WireEvent> out;
     for (;;) {
@@ -83,7 +83,8 @@ std::vector<int32_t> prompt_tokens(int32_t n, int32_t seed) {
   return t;
 }
 
-json complete(ServerFixture& f, const std::vector<int32_t>& prompt, int32_t max_tokens, const std::string& salt = "") {
+json complete(ServerFixture& f, const std::vector<int32_t>& prompt, int32_t max_tokens,
+              const std::string& salt = "") {
   json req = {{"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0}, {"ignore_eos", true}};
   if (!salt.empty()) req["cache_salt"] = salt;
   const auto r = f.post("/v1/completions", req.dump());
@@ -91,7 +92,9 @@ json complete(ServerFixture& f, const std::vector<int32_t>& prompt, int32_t max_
   return json::parse(r.body);
 }
 
-int32_t cached_tokens(const json& resp) { return resp["usage"]["prompt_tokens_details"]["cached_tokens"].get<int32_t>(); }
+int32_t cached_tokens(const json& resp) {
+  return resp["usage"]["prompt_tokens_details"]["cached_tokens"].get<int32_t>();
+}
 
 // The prompt followed by its greedy continuation, computed on a separate engine (same model, same
 // backend) straight through Engine::submit: the token ids the server generated, which its HTTP
@@ -208,10 +211,12 @@ struct Mirror {
   void apply(const std::vector<WireEvent>& events) {
     for (const WireEvent& e : events) {
       if (e.tag == "BlockStored") {
-        for (const BlockHash& h : e.hashes) EXPECT_TRUE(live.insert(h).second) << "stored twice without removal";
+        for (const BlockHash& h : e.hashes)
+          EXPECT_TRUE(live.insert(h).second) << "stored twice without removal";
       } else if (e.tag == "BlockRemoved") {
         for (const BlockHash& h : e.hashes) {
-          EXPECT_EQ(live.erase(h), 1u) << "removed a key that was never stored (or already removed): " << to_hex(h);
+          EXPECT_EQ(live.erase(h), 1u)
+              << "removed a key that was never stored (or already removed): " << to_hex(h);
           removed.push_back(h);
         }
       } else {
@@ -227,7 +232,9 @@ struct Mirror {
     while (n < static_cast<int32_t>(ks.size()) && live.contains(ks[n])) ++n;
     return n * kBs;
   }
-  bool was_removed(const BlockHash& h) const { return std::find(removed.begin(), removed.end(), h) != removed.end(); }
+  bool was_removed(const BlockHash& h) const {
+    return std::find(removed.begin(), removed.end(), h) != removed.end();
+  }
 };
 
 TEST(KvEvents, EvictionsAreRemovedAndLaterHitsMatchTheMirror) {
@@ -277,7 +284,8 @@ TEST(KvEvents, EvictionsAreRemovedAndLaterHitsMatchTheMirror) {
   EXPECT_TRUE(mirror.was_removed(k2[3]));
   EXPECT_EQ(run(p2, 8), 3 * kBs);
   for (const BlockHash& h : mirror.removed)
-    EXPECT_TRUE(std::find(k1.begin(), k1.end(), h) != k1.end() || std::find(k2.begin(), k2.end(), h) != k2.end());
+    EXPECT_TRUE(std::find(k1.begin(), k1.end(), h) != k1.end() ||
+                std::find(k2.begin(), k2.end(), h) != k2.end());
 }
 
 }  // namespace

@@ -59,8 +59,9 @@ Streamed parse_sse(const std::string& body, bool chat) {
 TEST(OpenAiServer, CompletionIsLlamaCppsGoldenText) {
   ServerFixture f;
   const json g = golden(0);  // "Once upon a time": its completion starts with ',' (no space to keep)
-  const auto r = f.post("/v1/completions", json{{"model", "stories"}, {"prompt", g["prompt"]}, {"max_tokens", 64},
-                                                {"temperature", 0}}.dump());
+  const auto r = f.post(
+      "/v1/completions",
+      json{{"model", "stories"}, {"prompt", g["prompt"]}, {"max_tokens", 64}, {"temperature", 0}}.dump());
   ASSERT_EQ(r.status, 200) << r.body;
   const json j = json::parse(r.body);
   EXPECT_EQ(j["object"], "text_completion");
@@ -90,7 +91,8 @@ TEST(OpenAiServer, StreamingSendsTheSameTextChunkByChunk) {
 
 TEST(OpenAiServer, ChatUsesTheTemplateAndStreams) {
   ServerFixture f;
-  const json req = {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}}, {"max_tokens", 12},
+  const json req = {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},
+                    {"max_tokens", 12},
                     {"temperature", 0}};
   const auto r = f.post("/v1/chat/completions", req.dump());
   ASSERT_EQ(r.status, 200) << r.body;
@@ -109,12 +111,15 @@ TEST(OpenAiServer, ChatUsesTheTemplateAndStreams) {
 TEST(OpenAiServer, StopStringsCutTheTextAndFinishWithStop) {
   ServerFixture f;
   const json g = golden(0);
-  const auto r = f.post("/v1/completions", json{{"prompt", g["prompt"]}, {"max_tokens", 64}, {"temperature", 0},
-                                                {"stop", {"Lily", "zzz"}}}.dump());
+  const auto r =
+      f.post("/v1/completions",
+             json{{"prompt", g["prompt"]}, {"max_tokens", 64}, {"temperature", 0}, {"stop", {"Lily", "zzz"}}}
+                 .dump());
   const json j = json::parse(r.body);
   EXPECT_EQ(j["choices"][0]["text"], ", there was a little girl named ");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
-  json sreq = {{"prompt", g["prompt"]}, {"max_tokens", 64}, {"temperature", 0}, {"stop", "Lily"}, {"stream", true}};
+  json sreq = {
+      {"prompt", g["prompt"]}, {"max_tokens", 64}, {"temperature", 0}, {"stop", "Lily"}, {"stream", true}};
   const Streamed s = parse_sse(f.post("/v1/completions", sreq.dump()).body, false);
   EXPECT_EQ(s.text, ", there was a little girl named ");
   EXPECT_EQ(s.finish_reason, "stop");
@@ -133,7 +138,8 @@ TEST(OpenAiServer, SeededSamplingIsReproducibleAndNChoicesDiffer) {
 TEST(OpenAiServer, LogprobsAndEcho) {
   ServerFixture f;
   const json c = json::parse(f.post("/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 6,
-      "temperature": 0, "logprobs": 2, "echo": true})").body);
+      "temperature": 0, "logprobs": 2, "echo": true})")
+                                 .body);
   const json& ch = c["choices"][0];
   EXPECT_TRUE(ch["text"].get<std::string>().starts_with("Once upon a time,")) << ch["text"];
   ASSERT_EQ(ch["logprobs"]["tokens"].size(), 6u);
@@ -141,11 +147,14 @@ TEST(OpenAiServer, LogprobsAndEcho) {
   for (const auto& lp : ch["logprobs"]["token_logprobs"]) EXPECT_LE(lp.get<double>(), 0.0);
   // Greedy: the chosen token is the most likely one, so its logprob is the top entry's.
   double best = -1e9;
-  for (const auto& [tok, lp] : ch["logprobs"]["top_logprobs"][0].items()) best = std::max(best, lp.get<double>());
+  for (const auto& [tok, lp] : ch["logprobs"]["top_logprobs"][0].items())
+    best = std::max(best, lp.get<double>());
   EXPECT_DOUBLE_EQ(ch["logprobs"]["token_logprobs"][0].get<double>(), best);
 
-  const json chat = json::parse(f.post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}],
-      "max_tokens": 4, "logprobs": true, "top_logprobs": 3})").body);
+  const json chat =
+      json::parse(f.post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}],
+      "max_tokens": 4, "logprobs": true, "top_logprobs": 3})")
+                      .body);
   const json& content = chat["choices"][0]["logprobs"]["content"];
   ASSERT_EQ(content.size(), 4u);
   EXPECT_EQ(content[0]["top_logprobs"].size(), 3u);
@@ -196,8 +205,8 @@ TEST(OpenAiServer, BadInputGetsOpenAiErrorsAndTheServerStaysUp) {
       {"unknown model", R"({"model": "gpt-9", "prompt": "x"})", 404, "model"},
       {"token id out of vocabulary", R"({"prompt": [1, 99999]})", 400, "prompt"},
       {"prompt longer than the context", json{{"prompt", std::vector<int>(600, 5)}}.dump(), 400, nullptr},
-      {"prompt plus max_tokens past the context", json{{"prompt", std::vector<int>(500, 5)}, {"max_tokens", 20}}.dump(),
-       400, nullptr},
+      {"prompt plus max_tokens past the context",
+       json{{"prompt", std::vector<int>(500, 5)}, {"max_tokens", 20}}.dump(), 400, nullptr},
       {"non-UTF-8 text", std::string("{\"prompt\": \"caf\xC3\x28\"}"), 400, nullptr},
       {"n too large", R"({"prompt": "x", "n": 1000})", 400, "n"},
       {"bad stop", R"({"prompt": "x", "stop": [1, 2]})", 400, "stop"},
@@ -209,7 +218,8 @@ TEST(OpenAiServer, BadInputGetsOpenAiErrorsAndTheServerStaysUp) {
     const json j = json::parse(r.body, nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << c.name;
     ASSERT_TRUE(j.contains("error")) << c.name;
-    EXPECT_TRUE(j["error"]["message"].is_string() && !j["error"]["message"].get<std::string>().empty()) << c.name;
+    EXPECT_TRUE(j["error"]["message"].is_string() && !j["error"]["message"].get<std::string>().empty())
+        << c.name;
     EXPECT_TRUE(j["error"]["type"].is_string()) << c.name;
     EXPECT_EQ(j["error"]["code"], c.status) << c.name;
     if (c.param) {
@@ -241,12 +251,14 @@ int connect_loopback(uint16_t port) {
 
 TEST(OpenAiServer, ThousandConnectionsDroppedMidRequestLeaveItServing) {
   ServerFixture f;
-  const std::string full = R"({"prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": true, "stream": true})";
+  const std::string full =
+      R"({"prompt": "Once upon a time", "max_tokens": 200, "ignore_eos": true, "stream": true})";
   for (int i = 0; i < 1000; ++i) {
     const int fd = connect_loopback(f.port());
     ASSERT_GE(fd, 0);
-    std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                      std::to_string(full.size()) + "\r\n\r\n";
+    std::string req =
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+        std::to_string(full.size()) + "\r\n\r\n";
     if (i % 3 == 1) req += full.substr(0, full.size() / 2);  // half a body
     if (i % 3 == 2) req += full;                             // a whole streaming request, then gone
     if (i % 3 == 0) req.resize(req.size() / 2);              // half the headers
@@ -254,7 +266,8 @@ TEST(OpenAiServer, ThousandConnectionsDroppedMidRequestLeaveItServing) {
     ::close(fd);
   }
   // The abandoned generations are cancelled, and the server answers as before.
-  const auto r = f.post("/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})");
+  const auto r =
+      f.post("/v1/completions", R"({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0})");
   EXPECT_EQ(r.status, 200);
   for (int i = 0; i < 400 && f.engine().stats().running + f.engine().stats().waiting > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

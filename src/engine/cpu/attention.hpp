@@ -47,7 +47,8 @@ constexpr int32_t kAttentionTileTokens = 16;
 int64_t attention_scratch_floats(int32_t n_rep, int32_t head_dim);
 
 // Appends the tiles of `seqs` to `tiles` (which must have the capacity: no allocation).
-void attention_tiles(std::span<const AttentionSeq> seqs, int32_t n_head_kv, std::vector<AttentionTile>& tiles);
+void attention_tiles(std::span<const AttentionSeq> seqs, int32_t n_head_kv,
+                     std::vector<AttentionTile>& tiles);
 
 void attention(const AttentionArgs& args, ThreadPool& pool);
 

@@ -13,7 +13,6 @@
 #include "engine/cpu/attention.hpp"
 #include "engine/cpu/simd_impl.hpp"
 
-
 namespace llmd::engine::cpu::LLMD_ISA_NS {
 
 template <class KV, int BS>
@@ -110,8 +109,8 @@ void run_tile(const AttentionArgs& a, const AttentionTile& tile, float* scratch)
 // One query row against one 16-token block whose K ([HD][16]) and V ([16][HD]) are read as T
 // (float, or f16 widened as it is loaded): updates the row's running max m, sum l and accumulator.
 template <int HD, class T>
-inline void attend_block(const float* q, const T* kt, const T* vb, int n_valid, float scale, float& m, float& l,
-                         float* ac) {
+inline void attend_block(const float* q, const T* kt, const T* vb, int n_valid, float scale, float& m,
+                         float& l, float* ac) {
   constexpr int BS = 16, NV = HD / 16;
   const v16i iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   const v16i valid = iota < n_valid;
@@ -174,13 +173,14 @@ void run_tile_v16(const AttentionArgs& a, const AttentionTile& tile, float* scra
       if (n_valid <= 0) continue;  // the whole block is in this token's future
       for (int r = 0; r < n_rep; ++r) {
         const int row = (t - tile.t0) * n_rep + r;
-        const float* q = a.q + (s.first_token + t) * a.ldq + static_cast<int64_t>(tile.kv_head * n_rep + r) * HD;
+        const float* q =
+            a.q + (s.first_token + t) * a.ldq + static_cast<int64_t>(tile.kv_head * n_rep + r) * HD;
         float* ac = acc + static_cast<int64_t>(row) * HD;
         if (direct)
           attend_block<HD>(q, kpool + base, vpool + base, n_valid, a.scale, m[row], l[row], ac);
         else
-          attend_block<HD>(q, static_cast<const float*>(kf), static_cast<const float*>(vf), n_valid, a.scale, m[row],
-                           l[row], ac);
+          attend_block<HD>(q, static_cast<const float*>(kf), static_cast<const float*>(vf), n_valid, a.scale,
+                           m[row], l[row], ac);
       }
     }
   }
@@ -199,11 +199,16 @@ void run_tile_any(const AttentionArgs& a, const AttentionTile& tile, float* scra
   if (a.block_size == 16 && a.head_dim == 64) return run_tile_v16<KV, 64>(a, tile, scratch);
   if (a.block_size == 16 && a.head_dim == 128) return run_tile_v16<KV, 128>(a, tile, scratch);
   switch (a.block_size) {
-    case 16: return run_tile<KV, 16>(a, tile, scratch);
-    case 32: return run_tile<KV, 32>(a, tile, scratch);
-    case 8: return run_tile<KV, 8>(a, tile, scratch);
-    case 64: return run_tile<KV, 64>(a, tile, scratch);
-    default: std::abort();  // block sizes are validated when the backend is built
+    case 16:
+      return run_tile<KV, 16>(a, tile, scratch);
+    case 32:
+      return run_tile<KV, 32>(a, tile, scratch);
+    case 8:
+      return run_tile<KV, 8>(a, tile, scratch);
+    case 64:
+      return run_tile<KV, 64>(a, tile, scratch);
+    default:
+      std::abort();  // block sizes are validated when the backend is built
   }
 }
 

@@ -1,11 +1,11 @@
 #include "engine/cpu/cpu_backend.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <type_traits>
-#include <fmt/format.h>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "common/error.hpp"
@@ -90,13 +90,17 @@ class CpuBackend final : public Backend {
 CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
     : file_(file),
       c_(model::LlamaConfig::from_gguf(file)),
-      pool_(cfg.threads > 0 ? cfg.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+      pool_(cfg.threads > 0 ? cfg.threads
+                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
       bs_(cfg.kv.block_size),
       kv_dtype_(cfg.kv.dtype) {
-  if (bs_ != 8 && bs_ != 16 && bs_ != 32 && bs_ != 64) fail("KV block size must be 8, 16, 32 or 64, got {}", bs_);
-  if (cfg.max_batch_tokens <= 0 || cfg.max_seqs <= 0) fail("max batch tokens and max sequences must be positive");
-  max_seq_len_ = cfg.max_seq_len > 0 ? cfg.max_seq_len
-                                     : static_cast<int32_t>(std::min<int64_t>(c_.n_ctx_train, kDefaultMaxSeqLenCap));
+  if (bs_ != 8 && bs_ != 16 && bs_ != 32 && bs_ != 64)
+    fail("KV block size must be 8, 16, 32 or 64, got {}", bs_);
+  if (cfg.max_batch_tokens <= 0 || cfg.max_seqs <= 0)
+    fail("max batch tokens and max sequences must be positive");
+  max_seq_len_ = cfg.max_seq_len > 0
+                     ? cfg.max_seq_len
+                     : static_cast<int32_t>(std::min<int64_t>(c_.n_ctx_train, kDefaultMaxSeqLenCap));
   max_tokens_ = cfg.max_batch_tokens;
   max_seqs_ = cfg.max_seqs;
   n_blocks_ = cfg.kv.n_blocks > 0 ? cfg.kv.n_blocks : (max_seq_len_ + bs_ - 1) / bs_;
@@ -108,10 +112,12 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
 
   token_embd_ = &file.tensor("token_embd.weight");
   if (!model::can_dequantize(token_embd_->type))
-    fail("{}: token_embd.weight type {} is not supported", file.path(), model::ggml_type_name(token_embd_->type));
+    fail("{}: token_embd.weight type {} is not supported", file.path(),
+         model::ggml_type_name(token_embd_->type));
   auto expect_shape = [&](const std::string& name, int64_t cols, int64_t rows) {
     const GgufTensorInfo& t = file.tensor(name);
-    if (t.dims.size() != 2 || static_cast<int64_t>(t.dims[0]) != cols || static_cast<int64_t>(t.dims[1]) != rows)
+    if (t.dims.size() != 2 || static_cast<int64_t>(t.dims[0]) != cols ||
+        static_cast<int64_t>(t.dims[1]) != rows)
       fail("{}: tensor '{}' has the wrong shape (expected [{}, {}])", file.path(), name, cols, rows);
     return &t;
   };
@@ -134,7 +140,8 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
     L.down = Linear(file, down, pool_);
   }
   output_norm_ = f32_vector(file, "output_norm.weight", d);
-  const GgufTensorInfo* head[] = {c_.tied_output ? token_embd_ : expect_shape("output.weight", d, c_.n_vocab)};
+  const GgufTensorInfo* head[] = {c_.tied_output ? token_embd_
+                                                 : expect_shape("output.weight", d, c_.n_vocab)};
   lm_head_ = Linear(file, head, pool_);
 
   std::vector<float> freq_factors;
@@ -167,7 +174,8 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
   kv_half_.resize(2 * kv_dim_ * pool_.size());
   bool any_int8 = lm_head_.wants_int8();
   for (const Layer& L : layers_)
-    any_int8 = any_int8 || L.qkv.wants_int8() || L.wo.wants_int8() || L.gate_up.wants_int8() || L.down.wants_int8();
+    any_int8 =
+        any_int8 || L.qkv.wants_int8() || L.wo.wants_int8() || L.gate_up.wants_int8() || L.down.wants_int8();
   const int64_t widest = std::max({d, c_.n_ff, q_dim_});
   const std::vector<float> zeros(T * widest);
   in_.prepare(zeros.data(), T, widest, widest, any_int8, pool_);
@@ -175,13 +183,14 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
 
 std::string CpuBackend::describe() const {
   return fmt::format("cpu ({}, {} threads), KV {} blocks x {} tokens ({}), max {} tokens/step",
-                     isa_name(detect_isa()), pool_.size(), n_blocks_, bs_, kv_dtype_ == KvDtype::kF16 ? "f16" : "f32",
-                     max_tokens_);
+                     isa_name(detect_isa()), pool_.size(), n_blocks_, bs_,
+                     kv_dtype_ == KvDtype::kF16 ? "f16" : "f32", max_tokens_);
 }
 
 std::expected<void, std::string> CpuBackend::plan(const Batch& batch) {
   if (static_cast<int32_t>(batch.seqs.size()) > max_seqs_)
-    return std::unexpected(fmt::format("batch has {} sequences, the limit is {}", batch.seqs.size(), max_seqs_));
+    return std::unexpected(
+        fmt::format("batch has {} sequences, the limit is {}", batch.seqs.size(), max_seqs_));
   seqs_.clear();
   tiles_.clear();
   int64_t n = 0;
@@ -195,7 +204,8 @@ std::expected<void, std::string> CpuBackend::plan(const Batch& batch) {
                                          s.pos + len - 1, max_seq_len_));
     const int64_t blocks_needed = (s.pos + len + bs_ - 1) / bs_;
     if (static_cast<int64_t>(s.block_table.size()) < blocks_needed)
-      return std::unexpected(fmt::format("block table covers {} blocks, {} needed", s.block_table.size(), blocks_needed));
+      return std::unexpected(
+          fmt::format("block table covers {} blocks, {} needed", s.block_table.size(), blocks_needed));
     for (int64_t b = 0; b < blocks_needed; ++b)
       if (s.block_table[b] < 0 || s.block_table[b] >= n_blocks_)
         return std::unexpected(fmt::format("block id {} is out of range", s.block_table[b]));
@@ -218,7 +228,8 @@ void CpuBackend::embed(int64_t n_tokens) {
   const uint8_t* base = file_.tensor_data(*token_embd_);
   const uint64_t row_bytes = model::ggml_row_size(token_embd_->type, d);
   pool_.parallel_for(n_tokens, [&](int64_t t, int) {
-    model::dequantize(token_embd_->type, {base + tok_[t] * row_bytes, row_bytes}, {x_.data() + t * d, size_t(d)});
+    model::dequantize(token_embd_->type, {base + tok_[t] * row_bytes, row_bytes},
+                      {x_.data() + t * d, size_t(d)});
   });
 }
 

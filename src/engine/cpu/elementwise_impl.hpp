@@ -17,6 +17,8 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void f32_to_f16(const float* src, _Float16* dst, int64_t n) { to_half(src, dst, static_cast<int>(n)); }
+void f32_to_f16(const float* src, _Float16* dst, int64_t n) {
+  to_half(src, dst, static_cast<int>(n));
+}
 
 }  // namespace llmd::engine::cpu::LLMD_ISA_NS

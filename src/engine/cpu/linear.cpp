@@ -6,7 +6,8 @@
 
 namespace llmd::engine::cpu {
 
-Linear::Linear(const model::GgufFile& file, std::span<const model::GgufTensorInfo* const> parts, ThreadPool& pool) {
+Linear::Linear(const model::GgufFile& file, std::span<const model::GgufTensorInfo* const> parts,
+               ThreadPool& pool) {
   in_ = static_cast<int64_t>(parts.front()->dims[0]);
   for (const auto* t : parts) {
     if (t->dims.size() != 2 || static_cast<int64_t>(t->dims[0]) != in_)

@@ -6,10 +6,10 @@
 
 namespace llmd::engine::cpu {
 
-#define LLMD_DECLARE_ISA(ns)                                                  \
-  namespace ns {                                                              \
-  void silu_mul(const float* gate, const float* up, float* out, int64_t n);  \
-  void f32_to_f16(const float* src, _Float16* dst, int64_t n);                \
+#define LLMD_DECLARE_ISA(ns)                                                \
+  namespace ns {                                                            \
+  void silu_mul(const float* gate, const float* up, float* out, int64_t n); \
+  void f32_to_f16(const float* src, _Float16* dst, int64_t n);              \
   }
 LLMD_DECLARE_ISA(scalar)
 LLMD_DECLARE_ISA(avx2)
@@ -25,9 +25,12 @@ struct ElementwiseKernels {
 const ElementwiseKernels& kernels() {
   static const ElementwiseKernels k = [] {
     switch (detect_isa()) {
-      case Isa::kAvx512: return ElementwiseKernels{&avx512::silu_mul, &avx512::f32_to_f16};
-      case Isa::kAvx2: return ElementwiseKernels{&avx2::silu_mul, &avx2::f32_to_f16};
-      default: return ElementwiseKernels{&scalar::silu_mul, &scalar::f32_to_f16};
+      case Isa::kAvx512:
+        return ElementwiseKernels{&avx512::silu_mul, &avx512::f32_to_f16};
+      case Isa::kAvx2:
+        return ElementwiseKernels{&avx2::silu_mul, &avx2::f32_to_f16};
+      default:
+        return ElementwiseKernels{&scalar::silu_mul, &scalar::f32_to_f16};
     }
   }();
   return k;
@@ -41,16 +44,22 @@ void rms_norm(const float* x, const float* w, float* y, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
 }
 
-void silu_mul(const float* gate, const float* up, float* out, int64_t n) { kernels().silu_mul(gate, up, out, n); }
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  kernels().silu_mul(gate, up, out, n);
+}
 
-void f32_to_f16(const float* src, _Float16* dst, int64_t n) { kernels().f32_to_f16(src, dst, n); }
+void f32_to_f16(const float* src, _Float16* dst, int64_t n) {
+  kernels().f32_to_f16(src, dst, n);
+}
 
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 RopeTable::RopeTable(const model::LlamaConfig& c, int32_t max_pos, std::span<const float> freq_factors)
-    : head_dim_(static_cast<int32_t>(c.head_dim)), n_rot_(static_cast<int32_t>(c.n_rot)), layout_(c.rope_layout) {
+    : head_dim_(static_cast<int32_t>(c.head_dim)),
+      n_rot_(static_cast<int32_t>(c.n_rot)),
+      layout_(c.rope_layout) {
   const int32_t half = n_rot_ / 2;
   cs_.resize(static_cast<size_t>(max_pos) * half * 2);
   // The same float recurrence as ggml's rope cache (theta *= theta_scale), not pow per pair,
