@@ -32,6 +32,7 @@ Engine::Engine(Backend& backend, const EngineConfig& cfg, KvEventSink* events)
       logits_(static_cast<size_t>(cfg.scheduler.max_num_seqs) * backend.config().n_vocab) {
   batch_.seqs.reserve(cfg.scheduler.max_num_seqs);
   top_.resize(32);
+  done_.reserve(cfg.scheduler.max_num_seqs);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -176,8 +177,8 @@ void Engine::step() {
   }
   const auto ok = backend_.forward(batch_, logits_.data());
 
-  std::vector<uint64_t> done;  // at most max_num_seqs: removed after the loop, which holds pointers
-  done.reserve(work.size());
+  std::vector<uint64_t>& done = done_;  // removed after the loop, which holds pointers into them
+  done.clear();
   uint64_t generated = 0;
   size_t row = 0;
   const int64_t n_vocab = backend_.config().n_vocab;

@@ -66,6 +66,7 @@ class Engine {
   Batch batch_;
   std::vector<float> logits_;
   std::vector<TokenLogprob> top_;
+  std::vector<uint64_t> done_;  // requests finished in the current step
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
