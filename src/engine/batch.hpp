@@ -3,7 +3,9 @@
 // prefill chunk or a single decode token) placed at consecutive positions from `pos`, and the
 // block table that maps its positions to KV blocks (position p lives in block_table[p / block_size]).
 #include <cstdint>
+#include <expected>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace llmd::engine {
@@ -30,5 +32,15 @@ struct Batch {
     return n;
   }
 };
+
+// What a backend can take in one step.
+struct BatchLimits {
+  int32_t max_seqs = 0, max_tokens = 0, max_seq_len = 0, block_size = 0, n_blocks = 0;
+  int64_t n_vocab = 0;
+};
+
+// The checks every backend makes before a step, in one wording: sequence and token counts,
+// positions, block tables covering them with ids in range, token ids in the vocabulary.
+std::expected<void, std::string> validate_batch(const Batch& batch, const BatchLimits& limits);
 
 }  // namespace llmd::engine

@@ -188,31 +188,15 @@ std::string CpuBackend::describe() const {
 }
 
 std::expected<void, std::string> CpuBackend::plan(const Batch& batch) {
-  if (static_cast<int32_t>(batch.seqs.size()) > max_seqs_)
-    return std::unexpected(
-        fmt::format("batch has {} sequences, the limit is {}", batch.seqs.size(), max_seqs_));
+  const BatchLimits limits{max_seqs_, max_tokens_, max_seq_len_, bs_, n_blocks_, c_.n_vocab};
+  if (auto ok = validate_batch(batch, limits); !ok) return ok;
   seqs_.clear();
   tiles_.clear();
   int64_t n = 0;
   for (const BatchSeq& s : batch.seqs) {
     const int64_t len = static_cast<int64_t>(s.tokens.size());
-    if (len == 0) return std::unexpected("a sequence in the batch has no new tokens");
-    if (n + len > max_tokens_)
-      return std::unexpected(fmt::format("batch has more than {} tokens", max_tokens_));
-    if (s.pos < 0 || s.pos + len > max_seq_len_)
-      return std::unexpected(fmt::format("positions {}..{} exceed the maximum sequence length {}", s.pos,
-                                         s.pos + len - 1, max_seq_len_));
-    const int64_t blocks_needed = (s.pos + len + bs_ - 1) / bs_;
-    if (static_cast<int64_t>(s.block_table.size()) < blocks_needed)
-      return std::unexpected(
-          fmt::format("block table covers {} blocks, {} needed", s.block_table.size(), blocks_needed));
-    for (int64_t b = 0; b < blocks_needed; ++b)
-      if (s.block_table[b] < 0 || s.block_table[b] >= n_blocks_)
-        return std::unexpected(fmt::format("block id {} is out of range", s.block_table[b]));
     for (int64_t i = 0; i < len; ++i) {
-      const int32_t t = s.tokens[i];
-      if (t < 0 || t >= c_.n_vocab) return std::unexpected(fmt::format("token id {} is out of range", t));
-      tok_[n + i] = t;
+      tok_[n + i] = s.tokens[i];
       pos_[n + i] = static_cast<int32_t>(s.pos + i);
       seq_of_[n + i] = static_cast<int32_t>(seqs_.size());
     }

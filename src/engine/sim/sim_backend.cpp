@@ -113,32 +113,8 @@ std::string SimBackend::describe() const {
       l.decode_ms_per_step, l.decode_batch_growth * 100);
 }
 
-// The same checks, in the same words, as the CPU backend: callers see one set of errors.
 std::expected<void, std::string> SimBackend::validate(const Batch& batch) const {
-  if (static_cast<int32_t>(batch.seqs.size()) > max_seqs_)
-    return std::unexpected(
-        fmt::format("batch has {} sequences, the limit is {}", batch.seqs.size(), max_seqs_));
-  int64_t n = 0;
-  for (const BatchSeq& s : batch.seqs) {
-    const int64_t len = static_cast<int64_t>(s.tokens.size());
-    if (len == 0) return std::unexpected("a sequence in the batch has no new tokens");
-    if (n + len > max_tokens_)
-      return std::unexpected(fmt::format("batch has more than {} tokens", max_tokens_));
-    if (s.pos < 0 || s.pos + len > max_seq_len_)
-      return std::unexpected(fmt::format("positions {}..{} exceed the maximum sequence length {}", s.pos,
-                                         s.pos + len - 1, max_seq_len_));
-    const int64_t blocks_needed = (s.pos + len + bs_ - 1) / bs_;
-    if (static_cast<int64_t>(s.block_table.size()) < blocks_needed)
-      return std::unexpected(
-          fmt::format("block table covers {} blocks, {} needed", s.block_table.size(), blocks_needed));
-    for (int64_t b = 0; b < blocks_needed; ++b)
-      if (s.block_table[b] < 0 || s.block_table[b] >= n_blocks_)
-        return std::unexpected(fmt::format("block id {} is out of range", s.block_table[b]));
-    for (const int32_t t : s.tokens)
-      if (t < 0 || t >= model_.n_vocab) return std::unexpected(fmt::format("token id {} is out of range", t));
-    n += len;
-  }
-  return {};
+  return validate_batch(batch, {max_seqs_, max_tokens_, max_seq_len_, bs_, n_blocks_, model_.n_vocab});
 }
 
 // The next token copies an earlier token of the same sequence, picked by a hash of the length and
