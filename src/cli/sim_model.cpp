@@ -44,19 +44,10 @@ class PrivateTempDir {
 }  // namespace
 
 model::GgufFile open_synth_vocab(int64_t n_vocab) {
-  const model::SynthVocab v = model::make_synth_vocab(n_vocab);  // throws for a too small n
   model::GgufWriter w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", "llmd-sim");
-  w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string_array("tokenizer.ggml.tokens", v.tokens);
-  w.set_float32_array("tokenizer.ggml.scores", v.scores);
-  w.set_int32_array("tokenizer.ggml.token_type", v.types);
-  w.set_uint32("tokenizer.ggml.bos_token_id", 1);
-  w.set_uint32("tokenizer.ggml.eos_token_id", 2);
-  w.set_uint32("tokenizer.ggml.unknown_token_id", 0);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_bool("tokenizer.ggml.add_eos_token", false);
+  model::set_synth_tokenizer(w, n_vocab);  // throws for a too small n
 
   const PrivateTempDir dir;
   const std::string path = (dir.path() / "vocab.gguf").string();

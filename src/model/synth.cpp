@@ -133,19 +133,6 @@ void set_tokenizer_from(GgufWriter& w, const std::string& path, int64_t& n_vocab
   n_vocab = static_cast<int64_t>(tokens->size());
 }
 
-void set_self_made_tokenizer(GgufWriter& w, int64_t n_vocab) {
-  const SynthVocab v = make_synth_vocab(n_vocab);
-  w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string_array("tokenizer.ggml.tokens", v.tokens);
-  w.set_float32_array("tokenizer.ggml.scores", v.scores);
-  w.set_int32_array("tokenizer.ggml.token_type", v.types);
-  w.set_uint32("tokenizer.ggml.bos_token_id", 1);
-  w.set_uint32("tokenizer.ggml.eos_token_id", 2);
-  w.set_uint32("tokenizer.ggml.unknown_token_id", 0);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_bool("tokenizer.ggml.add_eos_token", false);
-}
-
 }  // namespace
 
 std::span<const SynthPreset> synth_presets() {
@@ -251,7 +238,7 @@ SynthSummary synthesize_model(const SynthOptions& opt) {
   if (!opt.tokenizer_from.empty()) {
     set_tokenizer_from(w, opt.tokenizer_from, n_vocab);
   } else {
-    set_self_made_tokenizer(w, n_vocab);
+    set_synth_tokenizer(w, n_vocab);
   }
   const int64_t head_dim = p.n_embd / p.n_head;
   w.set_uint32("llama.vocab_size", static_cast<uint32_t>(n_vocab));
@@ -296,6 +283,19 @@ SynthSummary synthesize_model(const SynthOptions& opt) {
   sum.n_tensors = w.tensor_count();
   sum.file_bytes = GgufFile::open(opt.out).file_size();
   return sum;
+}
+
+void set_synth_tokenizer(GgufWriter& w, int64_t n_vocab) {
+  const SynthVocab v = make_synth_vocab(n_vocab);
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", v.tokens);
+  w.set_float32_array("tokenizer.ggml.scores", v.scores);
+  w.set_int32_array("tokenizer.ggml.token_type", v.types);
+  w.set_uint32("tokenizer.ggml.bos_token_id", 1);
+  w.set_uint32("tokenizer.ggml.eos_token_id", 2);
+  w.set_uint32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+  w.set_bool("tokenizer.ggml.add_eos_token", false);
 }
 
 }  // namespace llmd::model

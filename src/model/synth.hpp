@@ -64,4 +64,8 @@ struct SynthVocab {
 };
 SynthVocab make_synth_vocab(int64_t n);
 
+class GgufWriter;
+// Writes make_synth_vocab(n_vocab) as a GGUF's tokenizer.* metadata (BOS 1, EOS 2, UNK 0, BOS added).
+void set_synth_tokenizer(GgufWriter& w, int64_t n_vocab);
+
 }  // namespace llmd::model
