@@ -16,7 +16,7 @@ namespace llmd::bench {
 struct BenchRequest {
   uint64_t id = 0;                     // position in the workload's order
   std::vector<int32_t> prompt_tokens;  // set when the workload builds token ids
-  std::string prompt_text;             // set otherwise (or for chat: the last user message)
+  std::string prompt_text;             // always set (the ids decoded; multi-turn: the whole history)
   std::vector<std::pair<std::string, std::string>> messages;  // chat turns (role, content); empty: completions
   int32_t prompt_len = 0;              // tokens (exact with a tokenizer, estimated without)
   int32_t max_tokens = 0;
@@ -38,9 +38,15 @@ class Workload {
   // requests left wait on replies. Called from one thread.
   virtual std::optional<BenchRequest> next() = 0;
   // A reply arrived (text generated for `req`); multi-turn workloads queue the conversation's next turn.
+  // A request that never gets a reply (it failed) ends its conversation; on_reply(req, "") goes on.
   virtual void on_reply(const BenchRequest& req, const std::string& generated_text) {}
   // Requests this workload will produce in total, when known.
   virtual std::optional<uint64_t> size() const { return std::nullopt; }
+  // True once every request has been handed out: tells "exhausted" from "waiting on replies"
+  // when next() gives nullopt.
+  virtual bool finished() const { return false; }
+  // Entries of the input file left out as unusable (sharegpt: no human turn followed by a gpt turn).
+  virtual uint64_t skipped() const { return 0; }
   virtual std::string describe() const = 0;
 };
 
