@@ -17,13 +17,14 @@ struct BenchRequest {
   uint64_t id = 0;                     // position in the workload's order
   std::vector<int32_t> prompt_tokens;  // set when the workload builds token ids
   std::string prompt_text;             // always set (the ids decoded; multi-turn: the whole history)
-  std::vector<std::pair<std::string, std::string>> messages;  // chat turns (role, content); empty: completions
-  int32_t prompt_len = 0;              // tokens (exact with a tokenizer, estimated without)
+  std::vector<std::pair<std::string, std::string>>
+      messages;            // chat turns (role, content); empty: completions
+  int32_t prompt_len = 0;  // tokens (exact with a tokenizer, estimated without)
   int32_t max_tokens = 0;
-  std::optional<double> at_s;          // trace workloads: send at this offset from the start
-  int64_t conversation = -1;           // multi-turn: which conversation, and which turn of it
+  std::optional<double> at_s;  // trace workloads: send at this offset from the start
+  int64_t conversation = -1;   // multi-turn: which conversation, and which turn of it
   int32_t turn = 0;
-  int32_t group = -1;                  // shared-prefix: which group
+  int32_t group = -1;  // shared-prefix: which group
 };
 
 struct WorkloadContext {
