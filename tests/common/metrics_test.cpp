@@ -2,6 +2,7 @@
 // rules, and the real Prometheus tools reading the output (promtool's parser and linter, and a
 // prometheus server scraping it over HTTP).
 #include "common/metrics.hpp"
+#include "support/free_port.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -324,12 +325,7 @@ int listen_on_free_port(uint16_t& port) {
   return fd;
 }
 
-uint16_t free_port() {
-  uint16_t port = 0;
-  const int fd = listen_on_free_port(port);
-  close(fd);
-  return port;
-}
+using llmd::test_support::free_port;
 
 void send_all(int fd, std::string_view s) {
   while (!s.empty()) {
