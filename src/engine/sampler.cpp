@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <limits>
 
 #include "common/error.hpp"
+#include "engine/cpu/ops.hpp"
 
 namespace llmd::engine {
 
@@ -39,6 +41,22 @@ double uniform01(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * 0x1.0p-53;
 }
 
+// A seed for a request that gave none: distinct per sampler, without a std::random_device read
+// (a system call) per request. One device read seeds the process's sequence.
+uint64_t fresh_seed() {
+  static std::atomic<uint64_t> next = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }();
+  uint64_t z = next.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);  // splitmix64
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// The draw sums weights in blocks of this many (vectorised), then walks one block.
+constexpr size_t kDrawBlock = 64;
+
 // "NAME must be RULE, got VALUE" with the shortest round-trip spelling of the value.
 template <class T>
 std::string bad(const char* name, const char* rule, T value) {
@@ -69,14 +87,8 @@ Sampler::Sampler(const SamplingParams& p, int64_t n_vocab) : params_(p), n_vocab
   if (auto err = p.validate()) throw Error("invalid sampling parameters: " + *err);
   if (n_vocab <= 0 || n_vocab > std::numeric_limits<int32_t>::max())
     throw Error("invalid vocabulary size " + std::to_string(n_vocab) + " for the sampler");
-  if (p.seed) {
-    rng_.seed(*p.seed);
-  } else {
-    std::random_device rd;
-    rng_.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
-  }
+  rng_.seed(p.seed ? *p.seed : fresh_seed());
   const auto n = static_cast<size_t>(n_vocab);
-  cand_.resize(n);
   if (p.has_penalties()) {
     in_prompt_.assign(n, 0);
     out_count_.assign(n, 0);
@@ -153,8 +165,49 @@ int32_t Sampler::sample_greedy(const float* logits) {
   return 0;  // every logit is NaN
 }
 
+void Sampler::ensure_scratch() {
+  // Allocated at the first draw that needs them: a greedy request never does.
+  const auto n = static_cast<size_t>(n_vocab_);
+  if (cand_.size() == n) return;
+  cand_.resize(n);
+  weight_.resize(n);
+  block_sum_.resize((n + kDrawBlock - 1) / kDrawBlock);
+}
+
 int32_t Sampler::sample_random(float* logits) {
+  ensure_scratch();
   const float t = params_.temperature;
+  const int32_t k = params_.top_k;
+  const bool top_k = k > 0 && k < n_vocab_;
+  float* w = weight_.data();
+  if (!top_k && params_.top_p >= 1.0f && params_.min_p <= 0.0f) {
+    // No filter: the candidates are the vocabulary in id order, so the draw works on one
+    // contiguous buffer (vectorised) and the candidate list is only built if logprobs ask for it.
+    float lanes[16];
+    std::fill(lanes, lanes + 16, kNegInf);
+    int64_t i = 0;
+    for (; i + 16 <= n_vocab_; i += 16)
+      for (int64_t j = 0; j < 16; ++j) {
+        const float l = logits[i + j] / t;
+        w[i + j] = l == l ? l : kNegInf;
+        lanes[j] = lanes[j] < w[i + j] ? w[i + j] : lanes[j];
+      }
+    for (; i < n_vocab_; ++i) {
+      const float l = logits[i] / t;
+      w[i] = l == l ? l : kNegInf;
+      lanes[0] = lanes[0] < w[i] ? w[i] : lanes[0];
+    }
+    float max_l = kNegInf;
+    for (const float v : lanes) max_l = max_l < v ? v : max_l;
+    n_cand_ = static_cast<size_t>(n_vocab_);
+    cand_ready_ = false;
+    if (!std::isfinite(max_l)) {  // as below: the best one, the lowest id on ties
+      log_norm_ = max_l;
+      return static_cast<int32_t>(std::find(w, w + n_vocab_, max_l) - w);
+    }
+    return static_cast<int32_t>(draw(max_l));  // the index is the id
+  }
+
   // Division, as llama.cpp's temperature sampler does; NaN becomes -inf so the candidate order is
   // a strict total order (std::sort with NaN is undefined behaviour).
   auto scaled = [&](int64_t i) {
@@ -162,13 +215,13 @@ int32_t Sampler::sample_random(float* logits) {
     return std::isnan(l) ? kNegInf : l;
   };
   sorted_ = false;
-  const int32_t k = params_.top_k;
-  if (k > 0 && k <= kHeapTopKMax && k < n_vocab_) {
+  cand_ready_ = true;
+  if (top_k && k <= kHeapTopKMax) {
     top_k_heap(k, scaled);
   } else {
     for (int64_t i = 0; i < n_vocab_; ++i) cand_[i] = {static_cast<int32_t>(i), scaled(i), 0.0f};
     n_cand_ = static_cast<size_t>(n_vocab_);
-    if (k > 0 && k < n_vocab_) {
+    if (top_k) {
       // nth_element is O(n); the k survivors stay unordered until something needs the order.
       std::nth_element(cand_.begin(), cand_.begin() + k, cand_.begin() + n_cand_, Better{});
       n_cand_ = static_cast<size_t>(k);
@@ -186,24 +239,50 @@ int32_t Sampler::sample_random(float* logits) {
     log_norm_ = max_l;
     return it->id;
   }
+  for (size_t i = 0; i < n_cand_; ++i) w[i] = cand_[i].logit;
+  return cand_[draw(max_l)].id;
+}
+
+size_t Sampler::draw(float max_l) {
+  // weight_[0, n_cand_) holds the candidates' logits; they become exp(logit - max) in place, so
+  // the exp and the sums vectorise; summed per block in float lanes, the blocks in double.
+  const size_t n = n_cand_;
+  float* w = weight_.data();
+  cpu::exp_shifted(w, max_l, static_cast<int64_t>(n));
+  const size_t n_blocks = (n + kDrawBlock - 1) / kDrawBlock;
   double sum = 0.0;
-  for (size_t i = 0; i < n_cand_; ++i) {
-    cand_[i].p = std::exp(cand_[i].logit - max_l);
-    sum += cand_[i].p;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const size_t lo = b * kDrawBlock, hi = std::min(n, lo + kDrawBlock);
+    float lanes[8] = {};
+    size_t i = lo;
+    for (; i + 8 <= hi; i += 8)
+      for (size_t j = 0; j < 8; ++j) lanes[j] += w[i + j];
+    float s = 0.0f;
+    for (; i < hi; ++i) s += w[i];
+    for (const float l : lanes) s += l;
+    block_sum_[b] = s;
+    sum += s;
   }
   log_norm_ = max_l + static_cast<float>(std::log(sum));
 
   // Inverse CDF over the unnormalized weights: exact, and no normalizing pass is needed.
   const double target = uniform01(rng_) * sum;
   double cum = 0.0;
-  for (size_t i = 0; i < n_cand_; ++i) {
-    cum += cand_[i].p;
-    if (target < cum) return cand_[i].id;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    if (target >= cum + block_sum_[b]) {
+      cum += block_sum_[b];
+      continue;
+    }
+    const size_t hi = std::min(n, (b + 1) * kDrawBlock);
+    for (size_t i = b * kDrawBlock; i < hi; ++i) {
+      cum += w[i];
+      if (target < cum) return i;
+    }
+    break;  // rounding inside the block: fall through to the last weighted candidate
   }
-  // Rounding left target at or past the total: the last candidate with any weight.
-  for (size_t i = n_cand_; i-- > 0;)
-    if (cand_[i].p > 0.0f) return cand_[i].id;
-  return cand_[0].id;
+  for (size_t i = n; i-- > 0;)
+    if (w[i] > 0.0f) return i;
+  return 0;
 }
 
 template <class Scaled>
@@ -304,19 +383,25 @@ void Sampler::min_p(float p) {
   n_cand_ = j;  // >= 1: the max itself always passes
 }
 
-void Sampler::prepare_greedy_logprobs() {
-  if (greedy_prepared_) return;
-  float max_l = kNegInf;
+void Sampler::build_full_candidates(float t) {
+  ensure_scratch();
   for (int64_t i = 0; i < n_vocab_; ++i) {
-    const float l = std::isnan(last_logits_[i]) ? kNegInf : last_logits_[i];
-    cand_[i] = {static_cast<int32_t>(i), l, 0.0f};
-    max_l = std::max(max_l, l);
+    const float l = last_logits_[i] / t;
+    cand_[i] = {static_cast<int32_t>(i), std::isnan(l) ? kNegInf : l, 0.0f};
   }
   n_cand_ = static_cast<size_t>(n_vocab_);
   sorted_ = false;
+  cand_ready_ = true;
+}
+
+void Sampler::prepare_greedy_logprobs() {
+  if (greedy_prepared_) return;
+  build_full_candidates(1.0f);
+  float max_l = kNegInf;
+  for (size_t i = 0; i < n_cand_; ++i) max_l = std::max(max_l, cand_[i].logit);
   if (std::isfinite(max_l)) {
     double sum = 0.0;
-    for (int64_t i = 0; i < n_vocab_; ++i) sum += std::exp(cand_[i].logit - max_l);
+    for (size_t i = 0; i < n_cand_; ++i) sum += std::exp(cand_[i].logit - max_l);
     log_norm_ = max_l + static_cast<float>(std::log(sum));
   } else {
     log_norm_ = max_l;
@@ -326,9 +411,9 @@ void Sampler::prepare_greedy_logprobs() {
 
 float Sampler::logprob(int32_t token) {
   if (token < 0 || token >= n_vocab_ || last_logits_ == nullptr) return kNegInf;
-  if (greedy_last_) {
-    prepare_greedy_logprobs();
-    const float l = last_logits_[token];
+  if (greedy_last_ || !cand_ready_) {  // the whole vocabulary: read the token's logit directly
+    if (greedy_last_) prepare_greedy_logprobs();
+    const float l = last_logits_[token] / (greedy_last_ ? 1.0f : params_.temperature);
     return std::isnan(l) ? kNegInf : l - log_norm_;
   }
   for (size_t i = 0; i < n_cand_; ++i)
@@ -339,6 +424,7 @@ float Sampler::logprob(int32_t token) {
 size_t Sampler::top_logprobs(std::span<TokenLogprob> out) {
   if (last_logits_ == nullptr) return 0;
   if (greedy_last_) prepare_greedy_logprobs();
+  if (!cand_ready_) build_full_candidates(params_.temperature);
   const size_t m = std::min(out.size(), n_cand_);
   if (!sorted_) std::partial_sort(cand_.begin(), cand_.begin() + m, cand_.begin() + n_cand_, Better{});
   for (size_t i = 0; i < m; ++i) out[i] = {cand_[i].id, cand_[i].logit - log_norm_};

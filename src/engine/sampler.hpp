@@ -23,7 +23,7 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // over prompt + generated tokens
   float frequency_penalty = 0.0f;   // over generated tokens only
   float presence_penalty = 0.0f;    // over generated tokens only
-  std::optional<uint64_t> seed;     // same seed => same output; none => std::random_device
+  std::optional<uint64_t> seed;     // same seed => same output; none => a fresh one per request
 
   // vLLM's _SAMPLING_EPS: smaller temperatures would overflow logits / T, so they mean greedy.
   static constexpr float kGreedyTemperature = 1e-5f;
@@ -78,6 +78,10 @@ class Sampler {
   void apply_penalties(float* logits) const;
   int32_t sample_greedy(const float* logits);
   int32_t sample_random(float* logits);
+  // Draws an index of [0, n_cand_) from the logits in weight_ (max_logit their finite maximum).
+  size_t draw(float max_logit);
+  void ensure_scratch();
+  void build_full_candidates(float temperature);  // cand_ = the whole vocabulary, in id order
   template <class Scaled>
   void top_k_heap(int32_t k, Scaled scaled);
   void top_p(float p);
@@ -94,11 +98,14 @@ class Sampler {
   std::vector<int32_t> out_count_;
   std::vector<int32_t> seen_;
 
-  // Candidates of the last draw: [0, n_cand_) survived the filters; p = exp(logit - max logit).
+  // Candidates of the last draw: [0, n_cand_) survived the filters; p is top-p's exp(logit - max).
   std::vector<Candidate> cand_;
   size_t n_cand_ = 0;
-  bool sorted_ = false;    // cand_[0, n_cand_) in descending (logit, -id) order
-  float log_norm_ = 0.0f;  // logprob = logit - log_norm_
+  std::vector<float> weight_;      // the draw's exp(logit - max) of cand_[i]
+  std::vector<double> block_sum_;  // the draw's weight sums per kDrawBlock candidates
+  bool sorted_ = false;            // cand_[0, n_cand_) in descending (logit, -id) order
+  bool cand_ready_ = false;        // false after an unfiltered draw: cand_ is built only if asked for
+  float log_norm_ = 0.0f;          // logprob = logit - log_norm_
   // Greedy keeps no candidates; logprobs are derived lazily from the caller's logits.
   const float* last_logits_ = nullptr;
   bool greedy_last_ = false;

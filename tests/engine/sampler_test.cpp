@@ -288,6 +288,46 @@ TEST(Sampler, DrawsFollowSoftmax) {
   for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(h[i] / double(n), want[i], 0.015) << "token " << i;
 }
 
+// Unfiltered sampling over a vocabulary of several draw blocks (64 weights each) with tokens
+// masked to -inf (never drawn) and NaN: frequencies follow the softmax, and logprobs (read from
+// the logits, the candidate list built only when top_logprobs asks) are its log.
+TEST(Sampler, UnfilteredLargeVocabFollowsSoftmaxAndNeverDrawsMasked) {
+  SamplingParams p = seeded(99);
+  p.temperature = 0.7f;
+  constexpr int kVocab = 300;
+  std::vector<float> logits(kVocab, -INFINITY);
+  logits[5] = 1.0f, logits[70] = 2.0f, logits[200] = 0.5f, logits[299] = 1.5f;
+  logits[150] = NAN;
+  Sampler s(p, kVocab);
+  const int n = 40000;
+  const auto h = histogram(s, logits, n);
+  std::vector<float> scaled(kVocab, -INFINITY);
+  for (const int i : {5, 70, 200, 299}) scaled[i] = logits[i] / 0.7f;
+  const auto want = softmax(scaled);
+  int drawn = 0;
+  for (int i = 0; i < kVocab; ++i) {
+    drawn += h[i];
+    if (want[i] == 0) {
+      EXPECT_EQ(h[i], 0) << "masked token " << i << " drawn";
+    } else {
+      EXPECT_NEAR(h[i] / double(n), want[i], 0.012) << "token " << i;
+    }
+  }
+  EXPECT_EQ(drawn, n);
+
+  std::vector<float> l = logits;
+  s.sample(l.data());
+  for (const int i : {5, 70, 200, 299}) EXPECT_NEAR(s.logprob(i), std::log(want[i]), 1e-4) << i;
+  EXPECT_EQ(s.logprob(0), -INFINITY);
+  EXPECT_EQ(s.logprob(150), -INFINITY);
+  std::array<TokenLogprob, 3> top{};
+  ASSERT_EQ(s.top_logprobs(top), 3u);
+  EXPECT_EQ(top[0].id, 70);
+  EXPECT_EQ(top[1].id, 299);
+  EXPECT_EQ(top[2].id, 5);
+  EXPECT_NEAR(top[0].logprob, std::log(want[70]), 1e-4);
+}
+
 TEST(Sampler, TemperatureSharpensAndFlattens) {
   const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f};
   for (float t : {0.5f, 2.0f}) {

@@ -10,6 +10,7 @@ namespace llmd::engine::cpu {
   namespace ns {                                                            \
   void silu_mul(const float* gate, const float* up, float* out, int64_t n); \
   void f32_to_f16(const float* src, _Float16* dst, int64_t n);              \
+  void exp_shifted(float* x, float shift, int64_t n);                       \
   }
 LLMD_DECLARE_ISA(scalar)
 LLMD_DECLARE_ISA(avx2)
@@ -20,17 +21,18 @@ namespace {
 struct ElementwiseKernels {
   decltype(&scalar::silu_mul) silu_mul;
   decltype(&scalar::f32_to_f16) f32_to_f16;
+  decltype(&scalar::exp_shifted) exp_shifted;
 };
 
 const ElementwiseKernels& kernels() {
   static const ElementwiseKernels k = [] {
     switch (detect_isa()) {
       case Isa::kAvx512:
-        return ElementwiseKernels{&avx512::silu_mul, &avx512::f32_to_f16};
+        return ElementwiseKernels{&avx512::silu_mul, &avx512::f32_to_f16, &avx512::exp_shifted};
       case Isa::kAvx2:
-        return ElementwiseKernels{&avx2::silu_mul, &avx2::f32_to_f16};
+        return ElementwiseKernels{&avx2::silu_mul, &avx2::f32_to_f16, &avx2::exp_shifted};
       default:
-        return ElementwiseKernels{&scalar::silu_mul, &scalar::f32_to_f16};
+        return ElementwiseKernels{&scalar::silu_mul, &scalar::f32_to_f16, &scalar::exp_shifted};
     }
   }();
   return k;
@@ -50,6 +52,10 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
 
 void f32_to_f16(const float* src, _Float16* dst, int64_t n) {
   kernels().f32_to_f16(src, dst, n);
+}
+
+void exp_shifted(float* x, float shift, int64_t n) {
+  kernels().exp_shifted(x, shift, n);
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {

@@ -19,6 +19,10 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 // Round to nearest even, as the KV cache stores keys and values.
 void f32_to_f16(const float* src, _Float16* dst, int64_t n);
 
+// x[i] = exp(x[i] - shift), vectorised (the sampler's softmax; ~1 ulp); exactly 0 where
+// x[i] - shift < -87 (and for -inf), so a filtered-out token never gets weight.
+void exp_shifted(float* x, float shift, int64_t n);
+
 // x[i] += y[i]
 void add_inplace(float* x, const float* y, int64_t n);
 
