@@ -10,6 +10,7 @@ packages=(
   libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   prometheus
   clang-format
+  libxml2-utils  # xmllint: the bench plot test checks its SVG is well-formed XML
 )
 # Node.js (for the OpenAI SDK and llama.cpp comparison tools) may come from another
 # source than Debian; only ask Debian for it when no npm is on the PATH.

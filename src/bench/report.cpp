@@ -150,6 +150,7 @@ nlohmann::json to_json(const Report& r) {
           {"failures_by_kind", r.failures_by_kind},
           {"requests_warmup", r.requests_warmup},
           {"duration_s", r.duration_s},
+          {"generator_cpu_s", opt_json(r.generator_cpu_s)},
           {"total_input_tokens", r.total_input_tokens},
           {"total_output_tokens", r.total_output_tokens},
           {"slo", slo}};
@@ -176,6 +177,7 @@ std::string format_table(const Report& r, std::string_view title) {
   line("Output token throughput (tok/s):", num(r.output_throughput));
   line("Goodput (req/s):", num(r.goodput));
   line("Prefix cache hit rate:", num(r.prefix_cache_hit_rate, 4));
+  if (r.generator_cpu_s) line("Generator CPU time (s):", num(r.generator_cpu_s));
   auto stat = [&](std::string_view head, std::string_view name, const std::optional<Stat>& s) {
     rule(head);
     line(fmt::format("Mean {} (ms):", name), num(s ? std::optional(s->mean) : std::nullopt));

@@ -58,6 +58,9 @@ struct Report {
   double request_throughput = 0, output_throughput = 0;
   std::optional<double> goodput;  // null without --slo
   std::optional<double> prefix_cache_hit_rate;
+  // CPU seconds the generator itself spent driving the run: near the duration means the generator,
+  // not the server, may have been the limit.
+  std::optional<double> generator_cpu_s;
   Slo slo;
 };
 

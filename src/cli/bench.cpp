@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "bench/driver.hpp"
+#include "bench/plot.hpp"
 #include "bench/report.hpp"
 #include "bench/workload.hpp"
 #include "cli/commands.hpp"
@@ -35,6 +36,7 @@ struct BenchCliArgs {
   std::string slo;
   std::string metrics_url;
   std::string json_path;
+  std::string plot_path;
   double timeout_s = 600;
   bench::WorkloadOptions workload;
   bench::DriverConfig driver;
@@ -77,6 +79,22 @@ std::optional<std::string> scrape(const bench::BaseUrl& u, const std::string& pa
     std::fprintf(stderr, "llmd bench: warning: cannot scrape metrics: %s\n", e.what());
   }
   return std::nullopt;
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6;
+  };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+void write_output(std::string_view flag, const std::string& path, const std::string& content) {
+  std::ofstream out(path);
+  if (!out) fail("{} {}: cannot write", flag, path);
+  out << content;
+  if (!out) fail("{} {}: write failed", flag, path);
 }
 
 class ProgressLine {
@@ -149,10 +167,13 @@ void run_bench(BenchCliArgs& a) {
                workload->describe().c_str(), d.url.host.c_str(), d.url.port,
                bench::endpoint_path(d.url, d.endpoint).c_str(), a.request_rate.c_str(),
                d.max_concurrency ? std::to_string(d.max_concurrency).c_str() : "unbounded");
+  const double cpu0 = cpu_seconds();
   bench::RunResult run = bench::run_benchmark(*workload, d);
+  const double cpu = cpu_seconds() - cpu0;
   progress.end();
 
   bench::Report rep = bench::make_report(run.records, run.duration_s, slo);
+  rep.generator_cpu_s = cpu;
   if (metrics && before) {
     if (const auto after = scrape(*metrics, metrics_path))
       rep.prefix_cache_hit_rate = bench::prefix_cache_hit_rate(*before, *after);
@@ -167,12 +188,9 @@ void run_bench(BenchCliArgs& a) {
   const std::string table = bench::format_table(rep, "Serving Benchmark Result");
   std::fputs(table.c_str(), stdout);
   std::fflush(stdout);
-  if (!a.json_path.empty()) {
-    std::ofstream out(a.json_path);
-    if (!out) fail("--json {}: cannot write", a.json_path);
-    out << bench::to_json(rep).dump(2) << "\n";
-    if (!out) fail("--json {}: write failed", a.json_path);
-  }
+  if (!a.json_path.empty()) write_output("--json", a.json_path, bench::to_json(rep).dump(2) + "\n");
+  if (!a.plot_path.empty())
+    write_output("--plot", a.plot_path, bench::render_svg(run.records, run.duration_s, workload->describe()));
 }
 
 }  // namespace
@@ -214,6 +232,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--slo", a->slo, "Goodput bounds, e.g. ttft_ms=200,tpot_ms=50");
   cmd->add_option("--metrics-url", a->metrics_url, "Prometheus /metrics URL for the prefix cache hit rate");
   cmd->add_option("--json", a->json_path, "Write the results as JSON to this file");
+  cmd->add_option("--plot", a->plot_path, "Draw TTFT/ITL distributions and throughput over time (SVG)");
   cmd->callback([a] { run_bench(*a); });
 }
 
