@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
-  libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   prometheus
   clang-format
   libxml2-utils  # xmllint: the bench plot test checks its SVG is well-formed XML

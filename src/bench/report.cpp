@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "common/prometheus_text.hpp"
 
 namespace llmd::bench {
 
@@ -195,27 +196,9 @@ std::string format_table(const Report& r, std::string_view title) {
 
 std::optional<double> prometheus_sum(std::string_view text, std::string_view name) {
   std::optional<double> sum;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    std::size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.empty() || line.front() == '#' || !line.starts_with(name)) continue;
-    std::string_view rest = line.substr(name.size());
-    if (rest.empty() || (rest.front() != '{' && rest.front() != ' ')) continue;  // a longer name
-    if (rest.front() == '{') {
-      const std::size_t close = rest.find('}');  // label values with '}' are not sent by vLLM or llmd
-      if (close == std::string_view::npos) continue;
-      rest.remove_prefix(close + 1);
-    }
-    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
-    const std::string_view value = rest.substr(0, rest.find(' '));  // a timestamp may follow
-    double v = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-    if (ec != std::errc() || end != value.data() + value.size()) continue;
-    sum = sum.value_or(0.0) + v;
-  }
+  prometheus::parse(text, [&](const prometheus::Sample& smp) {
+    if (smp.name == name) sum = sum.value_or(0.0) + smp.value;
+  });
   return sum;
 }
 

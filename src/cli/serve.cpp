@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/chat_template_flag.hpp"
 #include "cli/commands.hpp"
 #include "cli/engine_flags.hpp"
 #include "cli/sim_model.hpp"
@@ -20,6 +21,7 @@
 #include "kv/event_publisher.hpp"
 #include "model/chat_template.hpp"
 #include "model/gguf.hpp"
+#include "model/kv_fingerprint.hpp"
 #include "model/tokenizer.hpp"
 #include "server/openai_server.hpp"
 
@@ -59,21 +61,6 @@ struct ServeArgs {
 };
 
 std::binary_semaphore g_stop{0};
-
-model::ChatTemplate load_chat_template(const std::string& spec, const model::GgufFile& file,
-                                       const model::Tokenizer& tok) {
-  model::ChatTemplateOptions opt;
-  opt.bos_token = tok.token_to_piece(tok.bos(), true);
-  opt.eos_token = tok.token_to_piece(tok.eos(), true);
-  if (spec.empty()) return model::ChatTemplate::from_gguf(file, opt);
-  if (std::filesystem::is_regular_file(spec)) {
-    std::ifstream in(spec);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return model::ChatTemplate::from_source(ss.str(), opt);
-  }
-  return model::ChatTemplate::builtin(spec, opt);
-}
 
 int32_t default_kv_blocks(const model::LlamaConfig& c, const engine::BackendConfig& b, int32_t max_seq_len) {
   const int64_t elem = b.kv.dtype == engine::KvDtype::kF16 ? 2 : 4;
@@ -128,15 +115,14 @@ void run_serve(ServeArgs& a) {
   std::string fingerprint;
   if (sim) {
     backend = make_sim(a, bc, tok);
-    fingerprint = a.engine.model.empty() ? fmt::format("sim:vocab{}", tok.size())
-                                         : fmt::format("sim:{}", file.file_size());
+    fingerprint = model::sim_kv_fingerprint(a.engine.model.empty() ? nullptr : &file, tok.size());
   } else {
     const model::LlamaConfig mc = model::LlamaConfig::from_gguf(file);
     const int32_t max_seq_len =
         bc.max_seq_len > 0 ? bc.max_seq_len : static_cast<int32_t>(std::min<int64_t>(mc.n_ctx_train, 4096));
     if (bc.kv.n_blocks == 0) bc.kv.n_blocks = default_kv_blocks(mc, bc, max_seq_len);
     backend = engine::cpu::make_cpu_backend(file, bc);
-    fingerprint = fmt::format("{}:{}", mc.architecture, file.file_size());
+    fingerprint = model::kv_fingerprint(file);
   }
 
   server::ServeConfig sc = a.serve;

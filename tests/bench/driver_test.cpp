@@ -233,8 +233,10 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
   constexpr int kChunks = 6, kRequests = 12;
   std::mutex mu;
   std::map<std::string, std::vector<Clock::time_point>> server_sends;  // prompt -> write times
+  std::map<std::string, Clock::time_point> server_received;            // prompt -> handler start
   http::Server srv(server_config());
   srv.route("POST", "/v1/completions", [&](http::Request& req, http::Response& res) -> asio::awaitable<void> {
+    const Clock::time_point received = Clock::now();
     const std::string prompt = json::parse(req.body)["prompt"].get<std::string>();
     std::vector<Clock::time_point> sends;
     co_await res.start_stream(200, "text/event-stream");
@@ -250,6 +252,7 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
     {
       std::lock_guard lk(mu);
       server_sends[prompt] = std::move(sends);
+      server_received[prompt] = received;
     }
   });
   srv.start();
@@ -260,7 +263,9 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
   srv.stop();
   ASSERT_EQ(run.records.size(), static_cast<size_t>(kRequests));
 
-  double ttft_err = 0, itl_err_nominal = 0, itl_err_server = 0;
+  // Against the server's own clock (what it really did), the bound is 1 ms; against the nominal
+  // delays it also holds the server's sleep overshoot, which grows when ctest loads the cores.
+  double ttft_err = 0, ttft_err_server = 0, itl_err_nominal = 0, itl_err_server = 0;
   int n_itl = 0;
   for (const RequestRecord& r : run.records) {
     ASSERT_TRUE(r.ok) << r.error_kind << ": " << r.error;
@@ -268,6 +273,9 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
     ASSERT_EQ(r.itl_s.size(), static_cast<size_t>(kChunks - 1));
     ttft_err += std::abs(r.ttft_s() - std::chrono::duration<double>(kFirst).count());
     const auto& sends = server_sends.at(fmt::format("req-{}", r.id));
+    const double server_ttft =
+        std::chrono::duration<double>(sends[0] - server_received.at(fmt::format("req-{}", r.id))).count();
+    ttft_err_server += std::abs(r.ttft_s() - server_ttft);
     for (int i = 0; i < kChunks - 1; ++i) {
       const double nominal = std::chrono::duration<double>(kGap).count();
       const double actual = std::chrono::duration<double>(sends[i + 1] - sends[i]).count();
@@ -277,16 +285,18 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
     }
   }
   ttft_err /= kRequests;
+  ttft_err_server /= kRequests;
   itl_err_nominal /= n_itl;
   itl_err_server /= n_itl;
   std::printf(
-      "[ timing ] mean |TTFT - %lld ms| = %.3f ms; mean |ITL - %lld ms| = %.3f ms; "
-      "mean |ITL - server's gap| = %.3f ms\n",
-      static_cast<long long>(kFirst.count()), ttft_err * 1e3, static_cast<long long>(kGap.count()),
-      itl_err_nominal * 1e3, itl_err_server * 1e3);
-  EXPECT_LT(ttft_err, 1e-3);
-  EXPECT_LT(itl_err_nominal, 1e-3);
+      "[ timing ] mean |TTFT - %lld ms| = %.3f ms; mean |TTFT - server's| = %.3f ms; mean |ITL - %lld ms| = "
+      "%.3f ms; mean |ITL - server's gap| = %.3f ms\n",
+      static_cast<long long>(kFirst.count()), ttft_err * 1e3, ttft_err_server * 1e3,
+      static_cast<long long>(kGap.count()), itl_err_nominal * 1e3, itl_err_server * 1e3);
+  EXPECT_LT(ttft_err_server, 1e-3);
   EXPECT_LT(itl_err_server, 1e-3);
+  EXPECT_LT(ttft_err, 5e-3);
+  EXPECT_LT(itl_err_nominal, 5e-3);
 }
 
 // ---------------------------------------------------------------- throughput

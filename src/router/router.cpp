@@ -1,0 +1,268 @@
+#include "router/router.hpp"
+
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/base64.hpp"
+#include "common/error.hpp"
+#include "common/http_client.hpp"
+
+namespace llmd::router {
+namespace {
+
+constexpr std::string_view kJson = "application/json";
+
+std::string make_request_id() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return fmt::format("{:016x}{:016x}", rng(), rng());
+}
+
+bool is_connect_error(std::string_view what) {
+  return what.find("cannot connect") != std::string_view::npos ||
+         what.find("cannot resolve") != std::string_view::npos;
+}
+
+}  // namespace
+
+struct Router::Impl {
+  Router& r;
+  http::Client client;
+
+  Impl(Router& router, http::ClientConfig cc)
+      : r(router), client(router.server_->io_context().get_executor(), cc) {}
+
+  bool authorized(const http::Request& req) const {
+    if (r.cfg_.api_key.empty()) return true;
+    const auto h = req.headers.get("authorization");
+    return h && *h == "Bearer " + r.cfg_.api_key;
+  }
+
+  void error(std::string_view kind) { r.metrics_.proxy_errors.with({kind}).inc(); }
+
+  asio::awaitable<void> generation(http::Request& req, http::Response& res, bool chat) {
+    r.metrics_.requests.inc();
+    if (!authorized(req)) {
+      co_await res.send_error(401, "Invalid or missing API key", "authentication_error");
+      co_return;
+    }
+    SchedRequest sr;
+    std::string bad;
+    try {
+      const nlohmann::json body = nlohmann::json::parse(req.body);
+      if (!body.is_object()) fail("the body must be a JSON object");
+      r.keyer_.key(body, chat, sr);
+    } catch (const std::exception& e) {
+      bad = e.what();
+    }
+    if (!bad.empty()) {
+      error("bad_request");
+      co_await res.send_error(400, bad, "invalid_request_error");
+      co_return;
+    }
+    const auto rid = req.headers.get(kRequestIdHeader);
+    sr.request_id = rid ? std::string(*rid) : make_request_id();
+    if (const auto s = req.headers.get(kSessionHeader)) sr.session_token = std::string(*s);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    Scheduler::Decision d = r.scheduler_->schedule(sr, *r.endpoints_.snapshot());
+    r.metrics_.scheduling.with({}).observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (d.status == Scheduler::Status::kShed) {
+      r.metrics_.shed.inc();
+      co_await res.send_error(429, "Every endpoint is saturated; retry later", "rate_limit_error");
+      co_return;
+    }
+    if (d.status != Scheduler::Status::kOk) {
+      error("no_endpoint");
+      co_await res.send_error(503, "No endpoint can serve this request now", "server_error");
+      co_return;
+    }
+    r.metrics_.predicted_prefix_hit.with({}).observe(d.predicted_hit);
+
+    http::Headers headers;
+    headers.add("Content-Type", "application/json");
+    headers.add(std::string(kRequestIdHeader), sr.request_id);
+    for (const char* pass : {"authorization", "accept"})
+      if (const auto v = req.headers.get(pass)) headers.add(pass, std::string(*v));
+    if (d.result.prefill) headers.add("x-prefiller-host-port", d.result.prefill->ranked.front()->address());
+
+    const Candidates& ranked = d.result.primary.ranked;
+    const std::size_t tries =
+        std::min<std::size_t>(ranked.size(), static_cast<std::size_t>(r.cfg_.max_attempts));
+    for (std::size_t i = 0; i < tries; ++i) {
+      Endpoint* e = ranked[i];
+      r.metrics_.decisions.with({d.result.primary.profile, e->address()}).inc();
+      if (d.result.prefill)
+        r.metrics_.decisions.with({d.result.prefill->profile, d.result.prefill->ranked.front()->address()})
+            .inc();
+      const Outcome o = co_await forward(*e, req, res, headers, sr);
+      if (o == Outcome::kDone) co_return;
+      if (o == Outcome::kRetry) continue;
+      co_return;  // failed after the client saw bytes: already ended as cleanly as it can be
+    }
+    error("connect");
+    co_await res.send_error(502, "No endpoint accepted the connection", "server_error");
+  }
+
+  enum class Outcome { kDone, kRetry, kFailed };
+
+  asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, http::Response& res,
+                                   const http::Headers& headers, const SchedRequest& sr) {
+    bool sse = false, client_gone = false;
+    http::Headers extra;
+    extra.add(std::string(kRequestIdHeader), sr.request_id);
+    extra.add(std::string(kSessionHeader), base64_encode(e.address()));
+    extra.add("x-llmd-endpoint", e.address());
+    http::ChunkCallback cb = [&](const http::ClientResponse& head,
+                                 std::string_view chunk) -> asio::awaitable<bool> {
+      if (!res.headers_sent()) {
+        const auto ct = head.headers.get("content-type");
+        const std::string type = ct ? std::string(*ct) : std::string(kJson);
+        sse = type.starts_with("text/event-stream");
+        if (!co_await res.start_stream(head.status, type, extra)) {
+          client_gone = true;
+          co_return false;
+        }
+      }
+      if (!chunk.empty() && !co_await res.write(chunk)) {
+        client_gone = true;
+        co_return false;
+      }
+      co_return true;
+    };
+    e.active.fetch_add(1, std::memory_order_relaxed);
+    std::string failure;
+    int status = 0;
+    try {
+      http::ClientResponse head =
+          co_await client.stream(e.host(), e.port(), req.method, req.target, req.body, headers, cb);
+      status = head.status;
+    } catch (const std::exception& ex) {
+      failure = ex.what();
+    }
+    e.active.fetch_sub(1, std::memory_order_relaxed);
+    if (failure.empty()) {
+      if (client_gone) co_return Outcome::kFailed;
+      if (!res.headers_sent())
+        co_await res.send(status, kJson, "", extra);  // an empty body
+      else
+        co_await res.finish();
+      co_return Outcome::kDone;
+    }
+    if (!res.headers_sent()) {
+      if (is_connect_error(failure)) {
+        e.reachable.store(false, std::memory_order_relaxed);  // ejected until a scrape succeeds
+        error("connect");
+        co_return Outcome::kRetry;
+      }
+      error("upstream");
+      co_await res.send_error(502, fmt::format("endpoint {} failed: {}", e.address(), failure),
+                              "server_error");
+      co_return Outcome::kFailed;
+    }
+    error("upstream_closed");
+    if (sse && !client_gone) {
+      const std::string ev = fmt::format(
+          "data: {}\n\n",
+          http::json_error(502, fmt::format("endpoint {} failed mid-stream: {}", e.address(), failure),
+                           "server_error"));
+      if (co_await res.write(ev)) co_await res.finish();
+      co_return Outcome::kFailed;
+    }
+    throw Error(
+        fmt::format("endpoint {} failed mid-response: {}", e.address(), failure));  // cut, not completed
+  }
+
+  // GET /v1/models and the like: any fit endpoint answers for all.
+  asio::awaitable<void> passthrough(http::Request& req, http::Response& res) {
+    if (!authorized(req)) {
+      co_await res.send_error(401, "Invalid or missing API key", "authentication_error");
+      co_return;
+    }
+    const SteadyNs now = steady_now_ns();
+    for (const auto& e : *r.endpoints_.snapshot()) {
+      if (!e->fit(now, r.cfg_.scheduler.staleness)) continue;
+      std::string failure;
+      http::ClientResponse resp;
+      try {
+        resp = co_await client.request(e->host(), e->port(), req.method, req.target, req.body);
+      } catch (const std::exception& ex) {
+        failure = ex.what();
+      }
+      if (!failure.empty()) continue;
+      const auto ct = resp.headers.get("content-type");
+      const std::string type = ct ? std::string(*ct) : std::string(kJson);
+      co_await res.send(resp.status, type, std::move(resp.body));
+      co_return;
+    }
+    co_await res.send_error(503, "No endpoint can serve this request now", "server_error");
+  }
+};
+
+Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer keyer)
+    : cfg_(std::move(config)), keyer_(std::move(keyer)), metrics_(registry_) {
+  PluginEnv env;
+  env.kv_index = &kv_index_;
+  scheduler_ = std::make_unique<Scheduler>(epp, env, cfg_.scheduler);
+  server_ = std::make_unique<http::Server>(cfg_.http);
+  http::ClientConfig cc;
+  cc.connect_timeout = cfg_.connect_timeout;
+  cc.io_timeout = cfg_.io_timeout;
+  cc.max_idle_per_host = 256;
+  impl_ = std::make_unique<Impl>(*this, cc);
+  scraper_ = std::make_unique<Scraper>(server_->io_context().get_executor(), cfg_.scraper, &metrics_);
+  endpoints_.observe({[this](const std::shared_ptr<Endpoint>& e) { scraper_->start(e); },
+                      [this](const std::shared_ptr<Endpoint>& e) {
+                        scraper_->stop(*e);
+                        kv_index_.cleared(e->id());
+                      }});
+
+  Impl* im = impl_.get();
+  server_->route("POST", "/v1/completions",
+                 [im](http::Request& q, http::Response& s) { return im->generation(q, s, false); });
+  server_->route("POST", "/v1/chat/completions",
+                 [im](http::Request& q, http::Response& s) { return im->generation(q, s, true); });
+  auto pass = [im](http::Request& q, http::Response& s) { return im->passthrough(q, s); };
+  server_->route("GET", "/v1/models", pass);
+  server_->route("POST", "/tokenize", pass);
+  server_->route("POST", "/detokenize", pass);
+  server_->route("GET", "/health", [this](http::Request&, http::Response& s) -> asio::awaitable<void> {
+    const SteadyNs now = steady_now_ns();
+    std::size_t fit = 0, all = 0;
+    for (const auto& e : *endpoints_.snapshot()) ++all, fit += e->fit(now, cfg_.scheduler.staleness);
+    nlohmann::json j;  // built outside co_await: g++ 12 miscompiles braced temporaries in coroutines
+    j["status"] = "ok";
+    j["endpoints"] = all;
+    j["fit"] = fit;
+    co_await s.send(200, kJson, j.dump());
+  });
+  server_->route("GET", "/metrics", [this](http::Request&, http::Response& s) -> asio::awaitable<void> {
+    const SteadyNs now = steady_now_ns();
+    double fit = 0, all = 0;
+    for (const auto& e : *endpoints_.snapshot()) ++all, fit += e->fit(now, cfg_.scheduler.staleness);
+    metrics_.endpoints.with({"fit"}).set(fit);
+    metrics_.endpoints.with({"unfit"}).set(all - fit);
+    co_await s.send(200, metrics::kContentType, registry_.render());
+  });
+}
+
+Router::~Router() {
+  stop();
+}
+
+void Router::start() {
+  server_->start();
+}
+
+void Router::stop() {
+  // The server first: its io threads run the scrapers, which must not outlive the scraper.
+  if (server_) server_->stop();
+}
+
+uint16_t Router::port() const {
+  return server_->port();
+}
+
+}  // namespace llmd::router

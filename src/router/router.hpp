@@ -1,0 +1,68 @@
+#pragma once
+// `llmd route` in HTTP proxy mode: OpenAI requests in, each scheduled onto an endpoint and
+// forwarded, the endpoint's answer streamed back chunk by chunk without buffering. A connect
+// failure is retried on the next-ranked endpoint (never once a byte reached the client); an
+// endpoint dying mid-stream ends the client's stream with an error event (SSE) or a cut
+// connection, never a response that looks complete. Its own /health and /metrics.
+//
+// Threading: the HTTP server's io threads run the handlers and the scrapers; scheduling takes the
+// scheduler's lock; endpoint state is atomics.
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/http_server.hpp"
+#include "common/metrics.hpp"
+#include "router/config.hpp"
+#include "router/endpoint_set.hpp"
+#include "router/kv_index.hpp"
+#include "router/request.hpp"
+#include "router/router_metrics.hpp"
+#include "router/scheduler.hpp"
+#include "router/scraper.hpp"
+
+namespace llmd::router {
+
+struct RouterConfig {
+  static constexpr int kDefaultMaxAttempts = 3;
+  http::ServerConfig http;  // 127.0.0.1 unless told otherwise
+  std::string api_key;      // clients must send "Authorization: Bearer KEY" when set
+  ScraperConfig scraper;
+  SchedulerConfig scheduler;
+  int max_attempts = kDefaultMaxAttempts;  // endpoints tried for one request on connect failures
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
+  // Longest silence from an endpoint mid-request (a long prefill streams nothing).
+  std::chrono::milliseconds io_timeout{std::chrono::seconds(600)};
+};
+
+class Router {
+ public:
+  // Binds the port at once; throws llmd::Error for a bad configuration or a busy port.
+  Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer keyer);
+  ~Router();  // stop()
+
+  void start();
+  void stop();
+  uint16_t port() const;
+
+  EndpointSet& endpoints() { return endpoints_; }
+  KvIndex& kv_index() { return kv_index_; }
+  Scheduler& scheduler() { return *scheduler_; }
+  metrics::Registry& registry() { return registry_; }
+
+  struct Impl;
+
+ private:
+  RouterConfig cfg_;
+  PromptKeyer keyer_;
+  metrics::Registry registry_;
+  RouterMetrics metrics_;
+  KvIndex kv_index_;
+  EndpointSet endpoints_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<Scraper> scraper_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace llmd::router

@@ -1,0 +1,22 @@
+#pragma once
+// The router's own /metrics: its decisions, how long scheduling takes, how much prefix cache it
+// expected to hit, and what went wrong (proxy errors, shed requests, bad scrapes and KV events).
+#include "common/metrics.hpp"
+
+namespace llmd::router {
+
+struct RouterMetrics {
+  explicit RouterMetrics(metrics::Registry& r);
+
+  metrics::CounterFamily& decisions;               // {profile, endpoint}
+  metrics::HistogramFamily& scheduling;            // seconds per schedule() call
+  metrics::HistogramFamily& predicted_prefix_hit;  // the picked endpoint's cached fraction of the prompt
+  metrics::CounterFamily& proxy_errors;  // {kind}: connect, upstream_closed, bad_request, no_endpoint ...
+  metrics::Counter& requests;
+  metrics::Counter& shed;
+  metrics::Counter& scrapes_failed;
+  metrics::Counter& metrics_malformed;  // scraped lines that did not parse
+  metrics::GaugeFamily& endpoints;      // {state}: fit, unfit
+};
+
+}  // namespace llmd::router
