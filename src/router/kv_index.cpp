@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -56,7 +57,9 @@ static_assert(sizeof(Slot) == 16);
 // A holder set's fingerprint: the sum of its words' mixes, so it is kept up to date word by word
 // in O(1) whatever the order. longest_prefix compares fingerprints instead of whole lists to see
 // that a key has the same holders as the previous one (a false match needs a 64-bit collision).
-inline uint64_t word_fp(uint32_t h) { return mix(h); }
+inline uint64_t word_fp(uint32_t h) {
+  return mix(h);
+}
 
 // --- spill pool: holder lists of blocks on more than two endpoints ---
 //
@@ -171,9 +174,21 @@ struct alignas(64) Shard {
   size_t used = 0;     // occupied slots (blocks)
   size_t entries = 0;  // (block, endpoint) pairs
   SpillPool pool;
+  // Copies of slots/cap that readers load without the lock, only to prefetch a later key's slot
+  // (a prefetch of a stale address is harmless: it never faults).
+  std::atomic<const Slot*> hint_slots{nullptr};
+  std::atomic<size_t> hint_cap{0};
 
-  size_t home(uint64_t mixed) const {
+  static size_t home(uint64_t mixed, size_t cap) {
     return static_cast<size_t>((static_cast<unsigned __int128>(mixed) * cap) >> 64);
+  }
+  size_t home(uint64_t mixed) const { return home(mixed, cap); }
+
+  void set_table(std::unique_ptr<Slot[]> table, size_t new_cap) {
+    slots = std::move(table);
+    cap = new_cap;
+    hint_slots.store(slots.get(), std::memory_order_relaxed);
+    hint_cap.store(cap, std::memory_order_relaxed);
   }
   size_t next(size_t i) const { return i + 1 == cap ? 0 : i + 1; }
 
@@ -190,8 +205,7 @@ struct alignas(64) Shard {
   void rehash(size_t new_cap) {
     std::unique_ptr<Slot[]> old = std::move(slots);
     const size_t old_cap = cap;
-    slots = std::make_unique<Slot[]>(new_cap);  // value-initialised: every slot empty
-    cap = new_cap;
+    set_table(std::make_unique<Slot[]>(new_cap), new_cap);  // value-initialised: every slot empty
     for (size_t i = 0; i < old_cap; ++i) {
       if (old[i].a == 0) continue;
       size_t j = home(mix(old[i].key));
@@ -361,7 +375,7 @@ struct alignas(64) Shard {
       return;
     }
     const uint32_t cls = SpillPool::cls_of(s.b);
-    if (cls > 0 && n * 4 <= SpillPool::capacity_of(cls)) {  // a quarter full: move down
+    if (cls > 0 && n * 4 <= SpillPool::capacity_of(cls)) {          // a quarter full: move down
       const uint32_t ref = pool.allocate(SpillPool::class_for(n));  // another class: c stays valid
       ChunkView d{pool.chunk(ref)};
       std::copy(c.w, c.w + SpillPool::kHeader + n, d.w);
@@ -373,13 +387,17 @@ struct alignas(64) Shard {
 
 // Per-thread scratch of longest_prefix, so a scheduling call allocates nothing in steady state.
 struct PrefixScratch {
-  std::vector<uint32_t> cand_of;  // by endpoint id: candidate index + 1, 0 when not a candidate
-  std::vector<uint32_t> alive;    // by candidate: the number of distinct key sets it matched
-  std::vector<double> weight;     // by candidate: its weight at the last distinct key set
+  std::vector<uint32_t> cand_of;                // by endpoint id: candidate index + 1, 0 when not a candidate
+  std::vector<uint32_t> alive;                  // by candidate: how many distinct holder sets it was in
+  std::vector<double> weight;                   // by candidate: its weight in the last distinct holder set
+  std::vector<uint32_t> alive_list, next_list;  // candidates alive after that set
   std::vector<std::pair<size_t, size_t>> duplicates;    // (candidate, the earlier same endpoint)
   std::vector<std::pair<EndpointId, uint32_t>> sorted;  // candidates by id, for huge ids
-  std::vector<uint32_t> prev, cur;                      // holder words of two keys
 };
+
+// How many keys ahead longest_prefix prefetches slots: enough to cover a DRAM miss with the
+// ~20 ns each key takes, few enough that a walk that ends early wastes little.
+constexpr size_t kPrefetchAhead = 8;
 
 constexpr uint32_t kNoCandidate = std::numeric_limits<uint32_t>::max();
 
@@ -409,18 +427,11 @@ struct KvIndex::Impl {
 
   Shard& shard_of(uint64_t mixed) const { return shards[mixed & (n_shards - 1)]; }
 
-  void fetch(uint64_t key, std::vector<uint32_t>& out) const {
-    const uint64_t m = mix(key);
-    const Shard& sh = shard_of(m);
-    std::shared_lock lock(sh.mu);
-    const size_t i = sh.find(key, m);
-    if (i == sh.cap) {
-      out.clear();
-      return;
-    }
-    std::array<uint32_t, 2> tmp;
-    const auto hs = sh.holders(sh.slots[i], tmp);
-    out.assign(hs.begin(), hs.end());
+  void prefetch(uint64_t mixed) const {
+    const Shard& sh = shard_of(mixed);
+    const Slot* t = sh.hint_slots.load(std::memory_order_relaxed);
+    const size_t cap = sh.hint_cap.load(std::memory_order_relaxed);
+    if (t != nullptr && cap != 0) __builtin_prefetch(t + Shard::home(mixed, cap));
   }
 
   template <class CandidateOf>
@@ -486,8 +497,7 @@ void KvIndex::cleared(EndpointId ep) {
     }
     sh.maybe_shrink();
     if (sh.used == 0) {  // give an emptied shard's memory back
-      sh.slots.reset();
-      sh.cap = 0;
+      sh.set_table(nullptr, 0);
       sh.pool.clear();
     }
   }
@@ -497,42 +507,55 @@ template <class CandidateOf>
 void KvIndex::Impl::prefix(std::span<const uint64_t> keys, std::span<double> out, PrefixScratch& s,
                            CandidateOf candidate_of) const {
   // alive[c] == gen: candidate c held every key so far. Consecutive keys usually have exactly the
-  // same holders (a prefix stored on the same endpoints at once); for those nothing per candidate
-  // is done: `run` counts them, and each alive candidate gets run x its last weight when the
-  // holders change or the walk ends. So the cost is one lookup per key, plus one pass over the
-  // holders of each key whose holders differ from the previous key's.
+  // same holders (a prefix is stored on the same endpoints at once); for those nothing per
+  // candidate is done: `run` counts them, and each alive candidate gets run x its last weight
+  // when the holders change or the walk ends. So a key costs one lookup and a signature compare,
+  // plus one pass over its holders when they differ from the previous key's.
   uint32_t gen = 0;
   size_t run = 0;
-  bool have_prev = false;
+  HolderSig prev;  // n == 0: no key yet
+  s.alive_list.clear();
   auto flush = [&] {
-    for (uint32_t h : s.prev) {
-      const uint32_t c = candidate_of(ep_of(h));
-      if (c != kNoCandidate && s.alive[c] == gen) out[c] += static_cast<double>(run) * s.weight[c];
-    }
+    for (uint32_t c : s.alive_list) out[c] += static_cast<double>(run) * s.weight[c];
     run = 0;
   };
-  for (uint64_t key : keys) {
-    fetch(key, s.cur);
-    if (s.cur.empty()) break;
-    if (have_prev && s.cur.size() == s.prev.size() &&
-        std::memcmp(s.cur.data(), s.prev.data(), s.cur.size() * sizeof(uint32_t)) == 0) {
+  std::array<uint64_t, kPrefetchAhead> ahead;  // mixed keys, by index modulo kPrefetchAhead
+  const size_t n = keys.size();
+  for (size_t j = 0; j < std::min(n, kPrefetchAhead); ++j) {
+    ahead[j] = mix(keys[j]);
+    prefetch(ahead[j]);
+  }
+  for (size_t j = 0; j < n; ++j) {
+    const uint64_t m = ahead[j % kPrefetchAhead];
+    if (j + kPrefetchAhead < n) {
+      ahead[j % kPrefetchAhead] = mix(keys[j + kPrefetchAhead]);
+      prefetch(ahead[j % kPrefetchAhead]);
+    }
+    const Shard& sh = shard_of(m);
+    std::shared_lock lock(sh.mu);
+    const size_t i = sh.find(keys[j], m);
+    if (i == sh.cap) break;
+    const Slot& slot = sh.slots[i];
+    const HolderSig sig = sh.signature(slot);
+    if (sig == prev) {
       ++run;
       continue;
     }
     if (run) flush();
-    uint32_t matched = 0;
-    for (uint32_t h : s.cur) {
+    s.next_list.clear();
+    sh.for_each_holder(slot, [&](uint32_t h) {
       const uint32_t c = candidate_of(ep_of(h));
-      if (c == kNoCandidate || s.alive[c] != gen) continue;
+      if (c == kNoCandidate || s.alive[c] != gen) return;
       s.alive[c] = gen + 1;
       s.weight[c] = weight_of_mask[mask_of(h)];
       out[c] += s.weight[c];
-      ++matched;
-    }
-    if (matched == 0) break;
+      s.next_list.push_back(c);
+    });
+    lock.unlock();
+    if (s.next_list.empty()) break;
     ++gen;
-    std::swap(s.prev, s.cur);
-    have_prev = true;
+    std::swap(s.alive_list, s.next_list);
+    prev = sig;
   }
   if (run) flush();
 }
@@ -548,7 +571,6 @@ void KvIndex::longest_prefix(std::span<const uint64_t> keys, std::span<const End
   s.alive.assign(n, 0);
   s.weight.resize(n);
   s.duplicates.clear();
-  s.prev.clear();
 
   const EndpointId max_id = *std::max_element(candidates.begin(), candidates.end());
   if (max_id < kDenseCandidateIds) {
