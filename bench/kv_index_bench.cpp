@@ -13,11 +13,12 @@
 //     in the full index.
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <random>
-#include <unistd.h>
 #include <vector>
 
 #include "router/kv_index.hpp"
@@ -64,8 +65,12 @@ void fill_background(KvIndex& idx, uint64_t& seed, size_t entries, size_t chain 
     for (auto& k : keys) k = splitmix(seed);
     const uint32_t r = rng() % 100;
     const int copies = r < 60 ? 1 : r < 85 ? 2 : 3;
+    EndpointId eps[3];
     for (int c = 0; c < copies; ++c) {
-      idx.stored(static_cast<EndpointId>(rng() % kEndpoints), keys, Medium::kGpu);
+      do {
+        eps[c] = static_cast<EndpointId>(rng() % kEndpoints);
+      } while (std::find(eps, eps + c, eps[c]) != eps + c);  // distinct: each adds entries
+      idx.stored(eps[c], keys, Medium::kGpu);
       added += keys.size();
     }
   }
@@ -101,9 +106,11 @@ PrefixSetup make_prefix_setup(int shape) {
       break;
     case 2:
       for (EndpointId e = 0; e < kEndpoints; ++e) s.idx->stored(e, req.first(64), Medium::kGpu);
-      for (size_t i = 0; i < 5; ++i) s.idx->stored(s.candidates[i * 20], req.first(64 + 30 * i), Medium::kGpu);
+      for (size_t i = 0; i < 5; ++i)
+        s.idx->stored(s.candidates[i * 20], req.first(64 + 30 * i), Medium::kGpu);
       break;
-    default: break;  // 3: nobody holds the request's blocks
+    default:
+      break;  // 3: nobody holds the request's blocks
   }
   return s;
 }

@@ -22,26 +22,35 @@ enum class Type : uint8_t { kNil, kBool, kUint, kInt, kFloat, kStr, kBin, kExt, 
 
 const char* type_name(Type t) {
   switch (t) {
-    case Type::kNil: return "nil";
-    case Type::kBool: return "bool";
+    case Type::kNil:
+      return "nil";
+    case Type::kBool:
+      return "bool";
     case Type::kUint:
-    case Type::kInt: return "int";
-    case Type::kFloat: return "float";
-    case Type::kStr: return "str";
-    case Type::kBin: return "bin";
-    case Type::kExt: return "ext";
-    case Type::kArray: return "array";
-    case Type::kMap: return "map";
+    case Type::kInt:
+      return "int";
+    case Type::kFloat:
+      return "float";
+    case Type::kStr:
+      return "str";
+    case Type::kBin:
+      return "bin";
+    case Type::kExt:
+      return "ext";
+    case Type::kArray:
+      return "array";
+    case Type::kMap:
+      return "map";
   }
   return "?";
 }
 
 struct Value {
   Type type = Type::kNil;
-  uint64_t u = 0;  // kUint
-  int64_t i = 0;   // kInt (always negative: msgpack-cxx reports non-negative values as kUint)
-  double f = 0;    // kFloat
-  std::string_view bytes;  // kStr, kBin, kExt
+  uint64_t u = 0;            // kUint
+  int64_t i = 0;             // kInt (always negative: msgpack-cxx reports non-negative values as kUint)
+  double f = 0;              // kFloat
+  std::string_view bytes{};  // kStr, kBin, kExt
 };
 
 // What an open array (or map) is, by where it sits.
@@ -49,21 +58,21 @@ enum class Role : uint8_t { kRoot, kEvents, kEvent, kHashes, kTokens, kSkip };
 
 // Where the value being visited sits: the field of the format it must be.
 enum class Field : uint8_t {
-  kRoot,        // the whole payload: an array
-  kTs,          // payload[0]
-  kEventList,   // payload[1]
-  kDpRank,      // payload[2]
-  kEvent,       // payload[1][i]
-  kTag,         // event[0]
-  kHashList,    // BlockStored[1], BlockRemoved[1]
-  kParent,      // BlockStored[2]
-  kTokenList,   // BlockStored[3]
-  kBlockSize,   // BlockStored[4]
-  kLoraId,      // BlockStored[5]
-  kMedium,      // BlockStored[6], BlockRemoved[2]
-  kHash,        // an element of a hash list
-  kToken,       // an element of token_ids
-  kIgnored,     // anything else: fields past the known ones, unknown events' fields, their contents
+  kRoot,       // the whole payload: an array
+  kTs,         // payload[0]
+  kEventList,  // payload[1]
+  kDpRank,     // payload[2]
+  kEvent,      // payload[1][i]
+  kTag,        // event[0]
+  kHashList,   // BlockStored[1], BlockRemoved[1]
+  kParent,     // BlockStored[2]
+  kTokenList,  // BlockStored[3]
+  kBlockSize,  // BlockStored[4]
+  kLoraId,     // BlockStored[5]
+  kMedium,     // BlockStored[6], BlockRemoved[2]
+  kHash,       // an element of a hash list
+  kToken,      // an element of token_ids
+  kIgnored,    // anything else: fields past the known ones, unknown events' fields, their contents
 };
 
 struct FieldInfo {
@@ -73,21 +82,36 @@ struct FieldInfo {
 
 FieldInfo info(Field f) {
   switch (f) {
-    case Field::kRoot: return {"payload", "an array"};
-    case Field::kTs: return {"timestamp", "a float"};
-    case Field::kEventList: return {"events", "an array"};
-    case Field::kDpRank: return {"dp_rank", "nil or an int32 >= 0"};
-    case Field::kEvent: return {"event", "an array"};
-    case Field::kTag: return {"event tag", "a str"};
-    case Field::kHashList: return {"block_hashes", "an array"};
-    case Field::kParent: return {"parent_block_hash", "nil, a 16-byte bin or an int"};
-    case Field::kTokenList: return {"token_ids", "an array"};
-    case Field::kBlockSize: return {"block_size", "a positive int32"};
-    case Field::kLoraId: return {"lora_id", "nil or an int"};
-    case Field::kMedium: return {"medium", "nil or a str"};
-    case Field::kHash: return {"block hash", "a 16-byte bin or an int"};
-    case Field::kToken: return {"token id", "an int >= 0"};
-    case Field::kIgnored: return {"ignored field", "anything"};
+    case Field::kRoot:
+      return {"payload", "an array"};
+    case Field::kTs:
+      return {"timestamp", "a float"};
+    case Field::kEventList:
+      return {"events", "an array"};
+    case Field::kDpRank:
+      return {"dp_rank", "nil or an int32 >= 0"};
+    case Field::kEvent:
+      return {"event", "an array"};
+    case Field::kTag:
+      return {"event tag", "a str"};
+    case Field::kHashList:
+      return {"block_hashes", "an array"};
+    case Field::kParent:
+      return {"parent_block_hash", "nil, a 16-byte bin or an int"};
+    case Field::kTokenList:
+      return {"token_ids", "an array"};
+    case Field::kBlockSize:
+      return {"block_size", "a positive int32"};
+    case Field::kLoraId:
+      return {"lora_id", "nil or an int"};
+    case Field::kMedium:
+      return {"medium", "nil or a str"};
+    case Field::kHash:
+      return {"block hash", "a 16-byte bin or an int"};
+    case Field::kToken:
+      return {"token id", "an int >= 0"};
+    case Field::kIgnored:
+      return {"ignored field", "anything"};
   }
   return {"?", "?"};
 }
@@ -104,14 +128,17 @@ enum class EventState : uint8_t { kStored, kRemoved, kCleared, kUnknown, kNoTag 
 std::optional<uint64_t> hash_lo(const Value& v) {
   switch (v.type) {
     case Type::kBin: {
-      const auto h = from_wire_bytes(
-          std::span(reinterpret_cast<const uint8_t*>(v.bytes.data()), v.bytes.size()));
+      const auto h =
+          from_wire_bytes(std::span(reinterpret_cast<const uint8_t*>(v.bytes.data()), v.bytes.size()));
       if (!h) return std::nullopt;
       return h->lo;
     }
-    case Type::kUint: return v.u;
-    case Type::kInt: return static_cast<uint64_t>(v.i);  // two's complement, as a Python int hash
-    default: return std::nullopt;
+    case Type::kUint:
+      return v.u;
+    case Type::kInt:
+      return static_cast<uint64_t>(v.i);  // two's complement, as a Python int hash
+    default:
+      return std::nullopt;
   }
 }
 
@@ -151,36 +178,55 @@ struct KvEventDecoder::Visitor {
     switch (l.role) {
       case Role::kRoot:
         switch (l.idx) {
-          case 0: return Field::kTs;
-          case 1: return Field::kEventList;
-          case 2: return Field::kDpRank;
-          default: return Field::kIgnored;
+          case 0:
+            return Field::kTs;
+          case 1:
+            return Field::kEventList;
+          case 2:
+            return Field::kDpRank;
+          default:
+            return Field::kIgnored;
         }
-      case Role::kEvents: return Field::kEvent;
+      case Role::kEvents:
+        return Field::kEvent;
       case Role::kEvent:
         if (l.idx == 0) return Field::kTag;
         switch (state) {
           case EventState::kStored:
             switch (l.idx) {
-              case 1: return Field::kHashList;
-              case 2: return Field::kParent;
-              case 3: return Field::kTokenList;
-              case 4: return Field::kBlockSize;
-              case 5: return Field::kLoraId;
-              case 6: return Field::kMedium;
-              default: return Field::kIgnored;
+              case 1:
+                return Field::kHashList;
+              case 2:
+                return Field::kParent;
+              case 3:
+                return Field::kTokenList;
+              case 4:
+                return Field::kBlockSize;
+              case 5:
+                return Field::kLoraId;
+              case 6:
+                return Field::kMedium;
+              default:
+                return Field::kIgnored;
             }
           case EventState::kRemoved:
             switch (l.idx) {
-              case 1: return Field::kHashList;
-              case 2: return Field::kMedium;
-              default: return Field::kIgnored;
+              case 1:
+                return Field::kHashList;
+              case 2:
+                return Field::kMedium;
+              default:
+                return Field::kIgnored;
             }
-          default: return Field::kIgnored;
+          default:
+            return Field::kIgnored;
         }
-      case Role::kHashes: return Field::kHash;
-      case Role::kTokens: return Field::kToken;
-      case Role::kSkip: return Field::kIgnored;
+      case Role::kHashes:
+        return Field::kHash;
+      case Role::kTokens:
+        return Field::kToken;
+      case Role::kSkip:
+        return Field::kIgnored;
     }
     return Field::kIgnored;
   }
@@ -229,13 +275,20 @@ struct KvEventDecoder::Visitor {
       return push(Role::kSkip, size);
     }
     switch (f) {
-      case Field::kRoot: return push(Role::kRoot, size);
-      case Field::kEventList: return push(Role::kEvents, size);
-      case Field::kEvent: return begin_event(size) && push(Role::kEvent, size);
-      case Field::kHashList: return push(Role::kHashes, size);
-      case Field::kTokenList: return push(Role::kTokens, size);
-      case Field::kIgnored: return push(Role::kSkip, size);
-      default: return wrong(f, t);
+      case Field::kRoot:
+        return push(Role::kRoot, size);
+      case Field::kEventList:
+        return push(Role::kEvents, size);
+      case Field::kEvent:
+        return begin_event(size) && push(Role::kEvent, size);
+      case Field::kHashList:
+        return push(Role::kHashes, size);
+      case Field::kTokenList:
+        return push(Role::kTokens, size);
+      case Field::kIgnored:
+        return push(Role::kSkip, size);
+      default:
+        return wrong(f, t);
     }
   }
 
@@ -243,7 +296,8 @@ struct KvEventDecoder::Visitor {
     const Field f = field();
     const Type t = v.type;
     switch (f) {
-      case Field::kRoot: return wrong(f, t);
+      case Field::kRoot:
+        return wrong(f, t);
       case Field::kTs:
         if (t == Type::kFloat) {
           d.message_.ts = v.f;
@@ -256,7 +310,8 @@ struct KvEventDecoder::Visitor {
       case Field::kEventList:
       case Field::kEvent:
       case Field::kHashList:
-      case Field::kTokenList: return wrong(f, t);
+      case Field::kTokenList:
+        return wrong(f, t);
       case Field::kDpRank:
         if (t == Type::kNil) return true;
         if (t != Type::kUint) return wrong(f, t);
@@ -299,7 +354,8 @@ struct KvEventDecoder::Visitor {
         if (t == Type::kNil) return true;
         if (t != Type::kStr) return wrong(f, t);
         if (v.bytes.size() > d.config_.max_medium_bytes)
-          return fail(fmt::format("medium: {} bytes, more than {}", v.bytes.size(), d.config_.max_medium_bytes));
+          return fail(
+              fmt::format("medium: {} bytes, more than {}", v.bytes.size(), d.config_.max_medium_bytes));
         ev->medium.assign(v.bytes);
         return true;
       case Field::kHash:
@@ -313,7 +369,8 @@ struct KvEventDecoder::Visitor {
         if (t != Type::kUint) return wrong(f, t);
         ++ev->token_count;
         return true;
-      case Field::kIgnored: return true;
+      case Field::kIgnored:
+        return true;
     }
     return true;
   }
@@ -361,7 +418,8 @@ struct KvEventDecoder::Visitor {
 };
 
 std::expected<uint64_t, std::string> decode_sequence(std::string_view frame) {
-  if (frame.size() != 8) return std::unexpected(fmt::format("sequence frame: {} bytes, expected 8", frame.size()));
+  if (frame.size() != 8)
+    return std::unexpected(fmt::format("sequence frame: {} bytes, expected 8", frame.size()));
   uint64_t seq = 0;
   for (char c : frame) seq = (seq << 8) | static_cast<uint8_t>(c);
   return seq;
@@ -394,8 +452,8 @@ std::expected<void, std::string> KvEventDecoder::decode_payload(std::string_view
   message_.events = {};
   n_events_ = 0;
   if (payload.size() > config_.max_payload_bytes) {
-    return std::unexpected(
-        fmt::format("payload: {} bytes, more than the limit of {}", payload.size(), config_.max_payload_bytes));
+    return std::unexpected(fmt::format("payload: {} bytes, more than the limit of {}", payload.size(),
+                                       config_.max_payload_bytes));
   }
   if (payload.empty()) return std::unexpected("empty payload");
   Visitor v(*this);

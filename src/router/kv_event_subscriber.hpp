@@ -51,7 +51,7 @@ struct KvEventSubscriberConfig {
   // the rest.
   std::size_t max_messages_per_turn = kDefaultMaxMessagesPerTurn;
   // Also sets ZMQ's maxmsgsize: a peer sending a larger frame is disconnected by ZMQ.
-  kv::KvEventDecoderConfig decoder;
+  kv::KvEventDecoderConfig decoder{};
 };
 
 struct KvEventCounters {

@@ -387,10 +387,11 @@ struct alignas(64) Shard {
 
 // Per-thread scratch of longest_prefix, so a scheduling call allocates nothing in steady state.
 struct PrefixScratch {
-  std::vector<uint32_t> cand_of;                // by endpoint id: candidate index + 1, 0 when not a candidate
-  std::vector<uint32_t> alive;                  // by candidate: how many distinct holder sets it was in
-  std::vector<double> weight;                   // by candidate: its weight in the last distinct holder set
-  std::vector<uint32_t> alive_list, next_list;  // candidates alive after that set
+  std::vector<uint32_t> cand_of;  // by endpoint id: candidate index + 1, 0 when not a candidate
+  std::vector<uint32_t> alive;    // by candidate: how many holder sets from the first held it
+  std::vector<double> weight;     // by candidate: its weight since key since[c]
+  std::vector<size_t> since;      // by candidate
+  std::vector<size_t> set_start;  // by holder set: its first key
   std::vector<std::pair<size_t, size_t>> duplicates;    // (candidate, the earlier same endpoint)
   std::vector<std::pair<EndpointId, uint32_t>> sorted;  // candidates by id, for huge ids
 };
@@ -506,25 +507,29 @@ void KvIndex::cleared(EndpointId ep) {
 template <class CandidateOf>
 void KvIndex::Impl::prefix(std::span<const uint64_t> keys, std::span<double> out, PrefixScratch& s,
                            CandidateOf candidate_of) const {
-  // alive[c] == gen: candidate c held every key so far. Consecutive keys usually have exactly the
-  // same holders (a prefix is stored on the same endpoints at once); for those nothing per
-  // candidate is done: `run` counts them, and each alive candidate gets run x its last weight
-  // when the holders change or the walk ends. So a key costs one lookup and a signature compare,
-  // plus one pass over its holders when they differ from the previous key's.
-  uint32_t gen = 0;
-  size_t run = 0;
-  HolderSig prev;  // n == 0: no key yet
-  s.alive_list.clear();
-  auto flush = [&] {
-    for (uint32_t c : s.alive_list) out[c] += static_cast<double>(run) * s.weight[c];
-    run = 0;
-  };
+  // Consecutive keys usually have exactly the same holders (a prefix is stored on the same
+  // endpoints at once), so the walk only does work per candidate where the holder set changes:
+  // sets are numbered g = 0, 1, ... in key order (set_start[g] = its first key), alive[c] = how
+  // many consecutive sets from the first held c, and each candidate's score is settled lazily as
+  // weight x (number of keys) whenever its weight changes and once at the end. A key thus costs
+  // one lookup and a signature compare, plus one pass over its holders when its set is new.
+  //
+  // Raw pointers into the scratch: through the vectors, every store would make the compiler
+  // reload them (they live in thread-local storage and may alias).
+  uint32_t* const alive = s.alive.data();
+  double* const weight = s.weight.data();
+  size_t* const since = s.since.data();
+  size_t* const set_start = s.set_start.data();
+  double* const score = out.data();
+  uint32_t gen = 0;                            // sets seen
+  HolderSig prev;                              // n == 0: none yet
   std::array<uint64_t, kPrefetchAhead> ahead;  // mixed keys, by index modulo kPrefetchAhead
   const size_t n = keys.size();
   for (size_t j = 0; j < std::min(n, kPrefetchAhead); ++j) {
     ahead[j] = mix(keys[j]);
     prefetch(ahead[j]);
   }
+  size_t stop = n;  // the first key not counted
   for (size_t j = 0; j < n; ++j) {
     const uint64_t m = ahead[j % kPrefetchAhead];
     if (j + kPrefetchAhead < n) {
@@ -534,30 +539,47 @@ void KvIndex::Impl::prefix(std::span<const uint64_t> keys, std::span<double> out
     const Shard& sh = shard_of(m);
     std::shared_lock lock(sh.mu);
     const size_t i = sh.find(keys[j], m);
-    if (i == sh.cap) break;
+    if (i == sh.cap) {
+      stop = j;
+      break;
+    }
     const Slot& slot = sh.slots[i];
     const HolderSig sig = sh.signature(slot);
-    if (sig == prev) {
-      ++run;
-      continue;
-    }
-    if (run) flush();
-    s.next_list.clear();
+    if (sig == prev) continue;
+    set_start[gen] = j;
+    const uint32_t next = gen + 1;
+    bool matched = false;
     sh.for_each_holder(slot, [&](uint32_t h) {
       const uint32_t c = candidate_of(ep_of(h));
-      if (c == kNoCandidate || s.alive[c] != gen) return;
-      s.alive[c] = gen + 1;
-      s.weight[c] = weight_of_mask[mask_of(h)];
-      out[c] += s.weight[c];
-      s.next_list.push_back(c);
+      if (c == kNoCandidate || alive[c] != gen) return;
+      alive[c] = next;
+      matched = true;
+      const double w = weight_of_mask[mask_of(h)];
+      if (gen == 0) {
+        weight[c] = w;
+        since[c] = j;
+      } else if (w != weight[c]) {
+        score[c] += weight[c] * static_cast<double>(j - since[c]);
+        weight[c] = w;
+        since[c] = j;
+      }
     });
     lock.unlock();
-    if (s.next_list.empty()) break;
-    ++gen;
-    std::swap(s.alive_list, s.next_list);
+    if (!matched) {
+      stop = j;
+      break;
+    }
+    gen = next;
     prev = sig;
   }
-  if (run) flush();
+  // A candidate in sets 0..a-1 held keys up to set a's first key, or up to `stop` when it was
+  // in every set.
+  for (size_t c = 0; c < out.size(); ++c) {
+    const uint32_t a = alive[c];
+    if (a == 0) continue;
+    const size_t end = a == gen ? stop : set_start[a];
+    score[c] += weight[c] * static_cast<double>(end - since[c]);
+  }
 }
 
 void KvIndex::longest_prefix(std::span<const uint64_t> keys, std::span<const EndpointId> candidates,
@@ -570,6 +592,8 @@ void KvIndex::longest_prefix(std::span<const uint64_t> keys, std::span<const End
   const size_t n = candidates.size();
   s.alive.assign(n, 0);
   s.weight.resize(n);
+  s.since.resize(n);
+  s.set_start.resize(keys.size());
   s.duplicates.clear();
 
   const EndpointId max_id = *std::max_element(candidates.begin(), candidates.end());
@@ -583,9 +607,10 @@ void KvIndex::longest_prefix(std::span<const uint64_t> keys, std::span<const End
         slot = static_cast<uint32_t>(i) + 1;
       }
     }
-    const std::vector<uint32_t>& table = s.cand_of;
-    impl_->prefix(keys, out, s, [&table](EndpointId ep) -> uint32_t {
-      return ep < table.size() ? table[ep] - 1 : kNoCandidate;  // 0 - 1 wraps to kNoCandidate
+    const uint32_t* table = s.cand_of.data();
+    const size_t table_size = s.cand_of.size();
+    impl_->prefix(keys, out, s, [table, table_size](EndpointId ep) -> uint32_t {
+      return ep < table_size ? table[ep] - 1 : kNoCandidate;  // 0 - 1 wraps to kNoCandidate
     });
     for (EndpointId ep : candidates) s.cand_of[ep] = 0;  // leave the table clean for the next call
   } else {

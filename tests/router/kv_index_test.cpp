@@ -44,7 +44,7 @@ TEST(KvIndex, StoredRemovedCleared) {
   EXPECT_EQ(idx.entries(), 7u);
   expect_scores(score(idx, kChain, {1, 2}), {3, 2});
   idx.removed(1, std::span(kChain).subspan(3, 1), Medium::kGpu);  // not held any more: no-op
-  idx.removed(7, kChain, Medium::kGpu);                            // unknown endpoint: no-op
+  idx.removed(7, kChain, Medium::kGpu);                           // unknown endpoint: no-op
   EXPECT_EQ(idx.entries(), 7u);
 
   idx.cleared(1);
@@ -58,7 +58,7 @@ TEST(KvIndex, StoredRemovedCleared) {
 TEST(KvIndex, LongestPrefixStartsAtTheFirstKeyAndStopsAtAGap) {
   KvIndex idx;
   idx.stored(1, {&kChain[0], 1}, Medium::kGpu);
-  idx.stored(1, {&kChain[2], 4}, Medium::kGpu);  // 0, 2..5: a gap at 1
+  idx.stored(1, {&kChain[2], 4}, Medium::kGpu);               // 0, 2..5: a gap at 1
   idx.stored(2, std::span(kChain).subspan(1), Medium::kGpu);  // 1..5: misses the first
   idx.stored(3, kChain, Medium::kGpu);
   expect_scores(score(idx, kChain, {1, 2, 3}), {1, 0, 6});
@@ -247,7 +247,7 @@ TEST(KvIndex, MatchesAReferenceModel) {
 // state is exact.
 TEST(KvIndex, ConcurrentWritersAndReaders) {
   KvIndex idx({.shards = 8});
-  constexpr int kWriters = 4, kReaders = 3, kRounds = 300;
+  constexpr int kWriters = 4, kReaders = 2, kRounds = 300;
   std::vector<uint64_t> chain(64);
   for (size_t i = 0; i < chain.size(); ++i) chain[i] = 0xabc000 + i;
   std::atomic<bool> done{false};
@@ -277,6 +277,9 @@ TEST(KvIndex, ConcurrentWritersAndReaders) {
         for (double s : out)
           if (s < 0 || s > static_cast<double>(chain.size())) bad.fetch_add(1);
         (void)idx.entries();
+        // glibc's shared_mutex prefers readers: readers in a tight loop on few cores can keep
+        // a writer out for long. Real readers (one lookup per request) leave gaps; so do these.
+        std::this_thread::yield();
       }
     });
   }
