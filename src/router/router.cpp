@@ -213,10 +213,18 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
   cc.max_idle_per_host = 256;
   impl_ = std::make_unique<Impl>(*this, cc);
   scraper_ = std::make_unique<Scraper>(server_->io_context().get_executor(), cfg_.scraper, &metrics_);
-  endpoints_.observe({[this](const std::shared_ptr<Endpoint>& e) { scraper_->start(e); },
+  subscriber_ = std::make_unique<KvEventSubscriber>(kv_index_, cfg_.kv_events);
+  endpoints_.observe({[this](const std::shared_ptr<Endpoint>& e) {
+                        scraper_->start(e);
+                        std::string events(e->label(kKvEventsLabel));
+                        if (events.empty() && cfg_.kv_events_port)
+                          events = fmt::format("tcp://{}:{}", e->address().substr(0, e->address().rfind(':')),
+                                               cfg_.kv_events_port);
+                        if (!events.empty()) subscriber_->add(e->id(), events);
+                      },
                       [this](const std::shared_ptr<Endpoint>& e) {
                         scraper_->stop(*e);
-                        kv_index_.cleared(e->id());
+                        subscriber_->remove(e->id());  // clears its blocks; a no-op when not subscribed
                       }});
 
   Impl* im = impl_.get();
@@ -244,6 +252,11 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
     for (const auto& e : *endpoints_.snapshot()) ++all, fit += e->fit(now, cfg_.scheduler.staleness);
     metrics_.endpoints.with({"fit"}).set(fit);
     metrics_.endpoints.with({"unfit"}).set(all - fit);
+    const KvEventCounters kv = subscriber_->counters();
+    metrics_.kv_events.set(static_cast<double>(kv.events));
+    metrics_.kv_events_malformed.set(static_cast<double>(kv.malformed + kv.unknown_events));
+    metrics_.kv_events_gaps.set(static_cast<double>(kv.sequence_gaps));
+    metrics_.kv_index_blocks.set(static_cast<double>(kv_index_.entries()));
     co_await s.send(200, metrics::kContentType, registry_.render());
   });
 }

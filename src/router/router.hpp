@@ -15,6 +15,7 @@
 #include "common/metrics.hpp"
 #include "router/config.hpp"
 #include "router/endpoint_set.hpp"
+#include "router/kv_event_subscriber.hpp"
 #include "router/kv_index.hpp"
 #include "router/request.hpp"
 #include "router/router_metrics.hpp"
@@ -33,6 +34,10 @@ struct RouterConfig {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
   // Longest silence from an endpoint mid-request (a long prefill streams nothing).
   std::chrono::milliseconds io_timeout{std::chrono::seconds(600)};
+  // KV events (precise-prefix-cache-scorer): an endpoint's `kv-events=tcp://HOST:PORT` label, else
+  // tcp://<its host>:kv_events_port when this is set (llm-d's podDiscoveryConfig.socketPort).
+  uint16_t kv_events_port = 0;
+  KvEventSubscriberConfig kv_events;
 };
 
 class Router {
@@ -47,6 +52,7 @@ class Router {
 
   EndpointSet& endpoints() { return endpoints_; }
   KvIndex& kv_index() { return kv_index_; }
+  KvEventSubscriber& kv_events() { return *subscriber_; }
   Scheduler& scheduler() { return *scheduler_; }
   metrics::Registry& registry() { return registry_; }
 
@@ -58,6 +64,7 @@ class Router {
   metrics::Registry registry_;
   RouterMetrics metrics_;
   KvIndex kv_index_;
+  std::unique_ptr<KvEventSubscriber> subscriber_;
   EndpointSet endpoints_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<http::Server> server_;

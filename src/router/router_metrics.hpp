@@ -17,6 +17,11 @@ struct RouterMetrics {
   metrics::Counter& scrapes_failed;
   metrics::Counter& metrics_malformed;  // scraped lines that did not parse
   metrics::GaugeFamily& endpoints;      // {state}: fit, unfit
+  // The KV-event subscriber's totals, read at each scrape of /metrics (gauges: set, not counted here).
+  metrics::Gauge& kv_events;
+  metrics::Gauge& kv_events_malformed;  // messages that did not decode and unknown events, skipped
+  metrics::Gauge& kv_events_gaps;
+  metrics::Gauge& kv_index_blocks;      // (block, endpoint) entries of the precise index
 };
 
 }  // namespace llmd::router

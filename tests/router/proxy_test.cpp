@@ -42,11 +42,12 @@ struct SimServer {
   std::string spec() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
-std::unique_ptr<Router> make_router(RouterConfig rc = {}) {
+std::unique_ptr<Router> make_router(RouterConfig rc = {},
+                                    const EndpointPickerConfig& epp = default_endpoint_picker_config()) {
   rc.http.port = 0;
   PromptKeyer keyer;
-  keyer.fingerprint = "sim:vocab32000";
-  auto r = std::make_unique<Router>(rc, default_endpoint_picker_config(), keyer);
+  keyer.fingerprint = "sim:vocab32000";  // what `llmd serve --sim` without a model keys with
+  auto r = std::make_unique<Router>(rc, epp, keyer);
   r->start();
   return r;
 }
@@ -185,6 +186,55 @@ TEST(Proxy, ApiKeyIsRequiredWhenSet) {
   h.add("Authorization", "Bearer sekret");
   EXPECT_EQ(post(r->port(), R"({"prompt":"hi","max_tokens":2})", h).status, 200);
   EXPECT_EQ(http::fetch("127.0.0.1", r->port(), "GET", "/health", {}, {}, quick()).status, 200);
+}
+
+// The servers' KV events feed precise-prefix-cache-scorer: the keys the router computes from a
+// prompt are the keys the server publishes, so a prompt sharing a cached prefix goes to the
+// server that holds it, predicted as a full hit.
+TEST(Proxy, PreciseRoutingFollowsTheServersKvEvents) {
+  const uint16_t ev_a = free_port(), ev_b = free_port();
+  SimServer a({"--kv-events-endpoint", "tcp://127.0.0.1:" + std::to_string(ev_a)});
+  SimServer b({"--kv-events-endpoint", "tcp://127.0.0.1:" + std::to_string(ev_b)});
+  const EndpointPickerConfig epp = parse_endpoint_picker_config(R"(
+plugins:
+- type: precise-prefix-cache-scorer
+- type: max-score-picker
+schedulingProfiles:
+- name: default
+  plugins: [{pluginRef: precise-prefix-cache-scorer, weight: 1}, {pluginRef: max-score-picker}]
+)");
+  auto r = make_router({}, epp);
+  r->endpoints().set(parse_endpoint_list(a.spec() + ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_a) + "," +
+                                         b.spec() + ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_b)));
+  ASSERT_TRUE(wait_fit(*r, 2));
+  // ZMQ's slow joiner: warm each server up with its own prompt until its blocks show in the index.
+  json prompt = json::array();
+  for (int i = 0; i < 64; ++i) prompt.push_back(100 + i);  // four 16-token blocks
+  const auto deadline = Clock::now() + 10s;
+  std::string holder;
+  while (r->kv_index().entries() < 4 && Clock::now() < deadline) {
+    json body = {{"prompt", prompt}, {"max_tokens", 1}};
+    const auto resp = post(r->port(), body.dump());
+    ASSERT_EQ(resp.status, 200) << resp.body;
+    holder = resp.headers.get_or("x-llmd-endpoint", "");
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GE(r->kv_index().entries(), 4u) << "no KV events reached the index";
+  // The same 64 tokens plus a new question: every time to the holder.
+  json longer = prompt;
+  for (int i = 0; i < 20; ++i) longer.push_back(7000 + i);
+  const double hit_sum0 = metric(*r, "llmd_router_prefix_hit_ratio_predicted_sum");
+  for (int i = 0; i < 5; ++i) {
+    const auto resp = post(r->port(), json{{"prompt", longer}, {"max_tokens", 1}}.dump());
+    ASSERT_EQ(resp.status, 200);
+    EXPECT_EQ(resp.headers.get_or("x-llmd-endpoint", ""), holder);
+  }
+  EXPECT_EQ(r->kv_events().counters().malformed, 0u);
+  // At least 4 of the prompt's 5 full blocks were predicted cached each time; the fifth becomes a
+  // hit too once the first of these requests stored it and its event arrived.
+  const double hits = metric(*r, "llmd_router_prefix_hit_ratio_predicted_sum") - hit_sum0;
+  EXPECT_GE(hits, 5 * 0.8 - 1e-9);
+  EXPECT_LE(hits, 5.0 + 1e-9);
 }
 
 TEST(Proxy, MalformedMetricsAreCountedAndLeaveTheEndpointUnfit) {
