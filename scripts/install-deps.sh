@@ -9,6 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
   libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   prometheus
+  haproxy  # bench/route_overhead.sh compares the router with it
   clang-format
   libxml2-utils  # xmllint: the bench plot test checks its SVG is well-formed XML
 )

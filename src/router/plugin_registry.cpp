@@ -72,6 +72,30 @@ void Params::done() const {
       fail("{}: unknown parameter '{}'", where_, k);
 }
 
+std::chrono::nanoseconds parse_duration(const std::string& s, std::string_view where) {
+  std::size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = s.substr(used);
+  double scale = 0;
+  if (unit == "ns")
+    scale = 1;
+  else if (unit == "us" || unit == "µs")
+    scale = 1e3;
+  else if (unit == "ms")
+    scale = 1e6;
+  else if (unit == "s")
+    scale = 1e9;
+  else if (unit == "m")
+    scale = 60e9;
+  if (used == 0 || scale == 0 || !(v >= 0)) fail("{}: '{}' is not a duration like 200ms or 2s", where, s);
+  return std::chrono::nanoseconds(static_cast<int64_t>(v * scale));
+}
+
 std::shared_ptr<Plugin> make_plugin(std::string_view type, const std::string& name,
                                     const nlohmann::json& params, const PluginEnv& env) {
   Params p(params, fmt::format("plugin '{}' ({})", name, type));

@@ -2,6 +2,7 @@
 // Plugin types by llm-d's names, built from their `parameters`. Parameters are read through
 // Params, which refuses unknown keys (naming them) so a typo never silently means a default;
 // llm-d parameters llmd accepts but does not need are listed as ignored.
+#include <chrono>
 #include <functional>
 #include <initializer_list>
 #include <memory>
@@ -41,6 +42,9 @@ class Params {
   std::string where_;
   std::vector<std::string> used_;
 };
+
+// A Go duration as llm-d writes them ("200ms", "2s", "1.5s", "500us"); throws naming `where`.
+std::chrono::nanoseconds parse_duration(const std::string& text, std::string_view where);
 
 using PluginLookup = std::function<std::shared_ptr<Plugin>(std::string_view name)>;
 

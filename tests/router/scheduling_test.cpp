@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <thread>
 
 #include "common/base64.hpp"
 #include "common/error.hpp"
@@ -225,6 +226,22 @@ TEST(PrefixScorers, PreciseReadsTheKvEventIndex) {
   Scheduler s = make(one_scorer("precise-prefix-cache-scorer"), &index);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(target(s, f, request({7, 8, 9, 10})), "c:3");
   EXPECT_DOUBLE_EQ(s.schedule(request({7, 8, 9, 10}), *f.list()).predicted_hit, 0.75);
+}
+
+TEST(PrefixScorers, PreciseSpeculatesOnItsDecisionsUntilTheTtl) {
+  Fleet f("a:1,b:2,c:3");
+  KvIndex index;  // no KV events arrive in this test
+  Scheduler s = make(one_scorer("precise-prefix-cache-scorer", "{speculativeIndexing: true, speculativeTTL: 50ms}"), &index);
+  const std::string first = target(s, f, request({41, 42, 43}));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(target(s, f, request({41, 42, 43})), first);
+  EXPECT_DOUBLE_EQ(s.schedule(request({41, 42, 43}), *f.list()).predicted_hit, 1.0);
+  EXPECT_EQ(index.entries(), 0u);  // speculation stays out of the KV-event index
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  // Every decision above has expired: the prefix is no longer assumed cached anywhere.
+  EXPECT_DOUBLE_EQ(s.schedule(request({41, 42, 43}), *f.list()).predicted_hit, 0.0);
+  Scheduler plain = make(one_scorer("precise-prefix-cache-scorer"), &index);
+  target(plain, f, request({41, 42, 43}));
+  EXPECT_DOUBLE_EQ(plain.schedule(request({41, 42, 43}), *f.list()).predicted_hit, 0.0);  // off by default
 }
 
 TEST(Scorers, SessionAffinityFollowsTheToken) {

@@ -7,6 +7,7 @@
 // - session-affinity-scorer: 1 for the endpoint named by x-session-token;
 // - no-hit-lru-scorer: spreads requests that hit no cache over the least recently used endpoints.
 #include <algorithm>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -24,9 +25,9 @@ std::span<const uint64_t> keys_of(const SchedRequest& r, int64_t max_blocks) {
   return std::span(r.block_keys).first(n);
 }
 
-// Longest cached run per endpoint / the prompt's blocks, recorded in ctx.prefix_blocks.
-void score_prefix(const KvIndex& index, SchedContext& ctx, std::span<const uint64_t> keys,
-                  std::span<Endpoint* const> eps, std::span<double> out) {
+// out[i] = the longest run of keys endpoint i holds in `index` (tier-weighted blocks).
+void longest(const KvIndex& index, std::span<const uint64_t> keys, std::span<Endpoint* const> eps,
+             std::span<double> out) {
   if (keys.empty()) {
     std::fill(out.begin(), out.end(), 0.0);
     return;
@@ -35,10 +36,20 @@ void score_prefix(const KvIndex& index, SchedContext& ctx, std::span<const uint6
   ids.resize(eps.size());
   for (std::size_t i = 0; i < eps.size(); ++i) ids[i] = eps[i]->id();
   index.longest_prefix(keys, ids, out);
+}
+
+// Records the blocks in ctx.prefix_blocks and turns them into scores: held / the prompt's blocks.
+void to_scores(SchedContext& ctx, std::size_t n_keys, std::span<Endpoint* const> eps, std::span<double> out) {
   for (std::size_t i = 0; i < eps.size(); ++i) {
-    ctx.prefix_blocks[ids[i]] = out[i];
-    out[i] = std::min(out[i] / static_cast<double>(keys.size()), 1.0);
+    ctx.prefix_blocks[eps[i]->id()] = out[i];
+    out[i] = n_keys ? std::min(out[i] / static_cast<double>(n_keys), 1.0) : 0.0;
   }
+}
+
+void score_prefix(const KvIndex& index, SchedContext& ctx, std::span<const uint64_t> keys,
+                  std::span<Endpoint* const> eps, std::span<double> out) {
+  longest(index, keys, eps, out);
+  to_scores(ctx, keys.size(), eps, out);
 }
 
 class ApproxPrefixScorer final : public Scorer, public PreRequest {
@@ -96,17 +107,57 @@ class ApproxPrefixScorer final : public Scorer, public PreRequest {
   std::unordered_map<EndpointId, Lru> lrus_;
 };
 
-class PrecisePrefixScorer final : public Scorer {
+// With speculativeIndexing (llm-d's parameter), each decision is also assumed cached at its
+// target for speculativeTTL: a request that follows its prefix before the server's KV events have
+// arrived (the prefill is still running) still finds it, instead of scattering the prefix.
+class PrecisePrefixScorer final : public Scorer, public PreRequest {
  public:
-  PrecisePrefixScorer(const KvIndex& index, int64_t max_blocks) : index_(index), max_blocks_(max_blocks) {}
+  PrecisePrefixScorer(const KvIndex& index, int64_t max_blocks, std::optional<std::chrono::nanoseconds> speculative)
+      : index_(index), max_blocks_(max_blocks), ttl_(speculative) {}
   bool fills_prefix_blocks() const override { return true; }
   void score(SchedContext& ctx, std::span<Endpoint* const> eps, std::span<double> out) override {
-    score_prefix(index_, ctx, keys_of(ctx.req, max_blocks_), eps, out);
+    const auto keys = keys_of(ctx.req, max_blocks_);
+    longest(index_, keys, eps, out);
+    if (ttl_) {
+      expire(ctx.now);
+      spec_scores_.resize(eps.size());
+      longest(speculative_, keys, eps, spec_scores_);
+      for (std::size_t i = 0; i < eps.size(); ++i) out[i] = std::max(out[i], spec_scores_[i]);
+    }
+    to_scores(ctx, keys.size(), eps, out);
+  }
+
+  void pre_request(SchedContext& ctx, const Outcome& o) override {
+    if (!ttl_) return;
+    const auto keys = keys_of(ctx.req, max_blocks_);
+    for (const Endpoint* e : {o.target, o.prefill}) {
+      if (!e || keys.empty()) continue;
+      speculative_.stored(e->id(), keys, Medium::kGpu);
+      pending_.push_back({ctx.now + ttl_->count(), e->id(), std::vector<uint64_t>(keys.begin(), keys.end())});
+    }
   }
 
  private:
+  struct Pending {
+    SteadyNs until;
+    EndpointId ep;
+    std::vector<uint64_t> keys;
+  };
+  // Scheduler-lock only, like every plugin call. A block decided twice within the TTL is removed
+  // by the first expiry: the speculation is short-lived by design.
+  void expire(SteadyNs now) {
+    while (!pending_.empty() && pending_.front().until <= now) {
+      speculative_.removed(pending_.front().ep, pending_.front().keys, Medium::kGpu);
+      pending_.pop_front();
+    }
+  }
+
   const KvIndex& index_;
   int64_t max_blocks_;
+  std::optional<std::chrono::nanoseconds> ttl_;
+  KvIndex speculative_;
+  std::deque<Pending> pending_;
+  std::vector<double> spec_scores_;
 };
 
 // llm-d's token is base64 of the endpoint's name; ours names it by host:port, which the proxy
@@ -188,10 +239,12 @@ std::shared_ptr<Plugin> make_prefix_scorer(std::string_view type, Params& p, con
   }
   if (type == "precise-prefix-cache-scorer") {
     if (!env.kv_index) fail("precise-prefix-cache-scorer needs the router's KV event index");
-    p.ignore(
-        {"tokenProcessorConfig", "indexerConfig", "kvEventsConfig", "speculativeIndexing", "speculativeTTL"});
+    p.ignore({"tokenProcessorConfig", "indexerConfig", "kvEventsConfig"});
     const int64_t max_blocks = p.integer("maxPrefixBlocksToMatch", 1 << 16, 1, 1 << 20);
-    return std::make_shared<PrecisePrefixScorer>(*env.kv_index, max_blocks);
+    std::optional<std::chrono::nanoseconds> speculative;
+    if (p.boolean("speculativeIndexing", false))
+      speculative = parse_duration(p.string("speculativeTTL", "2s"), "precise-prefix-cache-scorer: speculativeTTL");
+    return std::make_shared<PrecisePrefixScorer>(*env.kv_index, max_blocks, speculative);
   }
   if (type == "session-affinity-scorer") return std::make_shared<SessionAffinityScorer>();
   if (type == "no-hit-lru-scorer") {
