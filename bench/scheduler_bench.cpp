@@ -56,7 +56,8 @@ schedulingProfiles:
   plugins: [{pluginRef: decode-filter}, {pluginRef: queue-scorer}, {pluginRef: precise-prefix-cache-scorer}]
 )";
 
-std::vector<int32_t> tokens(std::mt19937_64& rng, std::size_t shared_prefix, const std::vector<int32_t>& prefix) {
+std::vector<int32_t> tokens(std::mt19937_64& rng, std::size_t shared_prefix,
+                            const std::vector<int32_t>& prefix) {
   std::vector<int32_t> t(prefix.begin(), prefix.begin() + static_cast<std::ptrdiff_t>(shared_prefix));
   while (t.size() < kTokens) t.push_back(static_cast<int32_t>(rng() % 32000));
   return t;
@@ -114,7 +115,8 @@ void BM_Schedule(benchmark::State& state) {
     const auto& eps = *set.snapshot();
     for (std::size_t d = 0; d < docs.size(); ++d) {
       const auto k = keys_of(docs[d]);
-      for (int c = 0; c < 3; ++c) index.stored(eps[(d * 7 + c) % eps.size()]->id(), std::span(k).first(192), Medium::kGpu);
+      for (int c = 0; c < 3; ++c)
+        index.stored(eps[(d * 7 + c) % eps.size()]->id(), std::span(k).first(192), Medium::kGpu);
     }
     std::vector<uint64_t> noise(1000);
     for (int i = 0; i < 1000; ++i) {
@@ -124,7 +126,8 @@ void BM_Schedule(benchmark::State& state) {
   }
 
   std::vector<std::vector<int32_t>> requests;
-  for (int i = 0; i < 64; ++i) requests.push_back(tokens(rng, 1024 + rng() % 2048, docs[rng() % docs.size()]));
+  for (int i = 0; i < 64; ++i)
+    requests.push_back(tokens(rng, 1024 + rng() % 2048, docs[rng() % docs.size()]));
   std::vector<double> us;
   SchedRequest r;
   r.exact_keys = true;

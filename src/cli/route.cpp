@@ -113,8 +113,9 @@ void register_route(CLI::App& app) {
   cmd->add_option("--scrape-interval-ms", a->scrape_ms, "Metrics scrape interval")->capture_default_str();
   cmd->add_option("--staleness-ms", a->staleness_ms, "Metrics older than this make an endpoint unfit")
       ->capture_default_str();
-  cmd->add_option("--kv-events-port", a->router.kv_events_port,
-                  "Subscribe to every endpoint's KV events at tcp://HOST:PORT (a kv-events= label overrides)");
+  cmd->add_option(
+      "--kv-events-port", a->router.kv_events_port,
+      "Subscribe to every endpoint's KV events at tcp://HOST:PORT (a kv-events= label overrides)");
   cmd->add_option("--api-key", a->router.api_key, "Require Authorization: Bearer KEY")
       ->envname("LLMD_API_KEY");
   cmd->callback([a] { run_route(*a); });

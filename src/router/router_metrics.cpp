@@ -29,9 +29,13 @@ RouterMetrics::RouterMetrics(metrics::Registry& r)
       endpoints(r.gauge("llmd_router_endpoints", "Endpoints known to the router, by state", {"state"})),
       kv_events(r.gauge("llmd_router_kv_events", "KV events applied to the index since start").with({})),
       kv_events_malformed(
-          r.gauge("llmd_router_kv_events_skipped", "KV event messages that did not decode and unknown events").with({})),
-      kv_events_gaps(r.gauge("llmd_router_kv_event_sequence_gaps", "Jumps in the servers' KV event sequence numbers")
-                         .with({})),
-      kv_index_blocks(r.gauge("llmd_router_kv_index_entries", "(block, endpoint) pairs in the KV event index").with({})) {}
+          r.gauge("llmd_router_kv_events_skipped", "KV event messages that did not decode and unknown events")
+              .with({})),
+      kv_events_gaps(
+          r.gauge("llmd_router_kv_event_sequence_gaps", "Jumps in the servers' KV event sequence numbers")
+              .with({})),
+      kv_index_blocks(
+          r.gauge("llmd_router_kv_index_entries", "(block, endpoint) pairs in the KV event index").with({})) {
+}
 
 }  // namespace llmd::router

@@ -21,7 +21,7 @@ struct RouterMetrics {
   metrics::Gauge& kv_events;
   metrics::Gauge& kv_events_malformed;  // messages that did not decode and unknown events, skipped
   metrics::Gauge& kv_events_gaps;
-  metrics::Gauge& kv_index_blocks;      // (block, endpoint) entries of the precise index
+  metrics::Gauge& kv_index_blocks;  // (block, endpoint) entries of the precise index
 };
 
 }  // namespace llmd::router

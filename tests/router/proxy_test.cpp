@@ -204,8 +204,9 @@ schedulingProfiles:
   plugins: [{pluginRef: precise-prefix-cache-scorer, weight: 1}, {pluginRef: max-score-picker}]
 )");
   auto r = make_router({}, epp);
-  r->endpoints().set(parse_endpoint_list(a.spec() + ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_a) + "," +
-                                         b.spec() + ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_b)));
+  r->endpoints().set(parse_endpoint_list(a.spec() + ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_a) +
+                                         "," + b.spec() +
+                                         ";kv-events=tcp://127.0.0.1:" + std::to_string(ev_b)));
   ASSERT_TRUE(wait_fit(*r, 2));
   // ZMQ's slow joiner: warm each server up with its own prompt until its blocks show in the index.
   json prompt = json::array();

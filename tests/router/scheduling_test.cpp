@@ -231,7 +231,8 @@ TEST(PrefixScorers, PreciseReadsTheKvEventIndex) {
 TEST(PrefixScorers, PreciseSpeculatesOnItsDecisionsUntilTheTtl) {
   Fleet f("a:1,b:2,c:3");
   KvIndex index;  // no KV events arrive in this test
-  Scheduler s = make(one_scorer("precise-prefix-cache-scorer", "{speculativeIndexing: true, speculativeTTL: 50ms}"), &index);
+  Scheduler s = make(
+      one_scorer("precise-prefix-cache-scorer", "{speculativeIndexing: true, speculativeTTL: 50ms}"), &index);
   const std::string first = target(s, f, request({41, 42, 43}));
   for (int i = 0; i < 5; ++i) EXPECT_EQ(target(s, f, request({41, 42, 43})), first);
   EXPECT_DOUBLE_EQ(s.schedule(request({41, 42, 43}), *f.list()).predicted_hit, 1.0);

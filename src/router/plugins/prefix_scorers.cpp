@@ -112,7 +112,8 @@ class ApproxPrefixScorer final : public Scorer, public PreRequest {
 // arrived (the prefill is still running) still finds it, instead of scattering the prefix.
 class PrecisePrefixScorer final : public Scorer, public PreRequest {
  public:
-  PrecisePrefixScorer(const KvIndex& index, int64_t max_blocks, std::optional<std::chrono::nanoseconds> speculative)
+  PrecisePrefixScorer(const KvIndex& index, int64_t max_blocks,
+                      std::optional<std::chrono::nanoseconds> speculative)
       : index_(index), max_blocks_(max_blocks), ttl_(speculative) {}
   bool fills_prefix_blocks() const override { return true; }
   void score(SchedContext& ctx, std::span<Endpoint* const> eps, std::span<double> out) override {
@@ -243,7 +244,8 @@ std::shared_ptr<Plugin> make_prefix_scorer(std::string_view type, Params& p, con
     const int64_t max_blocks = p.integer("maxPrefixBlocksToMatch", 1 << 16, 1, 1 << 20);
     std::optional<std::chrono::nanoseconds> speculative;
     if (p.boolean("speculativeIndexing", false))
-      speculative = parse_duration(p.string("speculativeTTL", "2s"), "precise-prefix-cache-scorer: speculativeTTL");
+      speculative =
+          parse_duration(p.string("speculativeTTL", "2s"), "precise-prefix-cache-scorer: speculativeTTL");
     return std::make_shared<PrecisePrefixScorer>(*env.kv_index, max_blocks, speculative);
   }
   if (type == "session-affinity-scorer") return std::make_shared<SessionAffinityScorer>();
