@@ -31,6 +31,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "route_effectiveness: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+source "$root/scripts/bench-lib.sh"
 die() { echo "route_effectiveness: $*" >&2; exit 1; }
 llmd="$build/llmd"
 [[ -x "$llmd" ]] || die "$llmd not built (make build)"
@@ -45,9 +46,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-healthy() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/health', timeout=1)" 2>/dev/null; }
-wait_healthy() { for _ in $(seq 200); do healthy "$1" && return 0; sleep 0.05; done; die "port $1 never became healthy"; }
 
 cat >"$work/precise.yaml" <<'EOF'
 apiVersion: llm-d.ai/v1alpha1
@@ -127,7 +125,6 @@ EOF
   pids=()
 }
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 best=$(python3 -c "n=$groups*$questions; print(((n-$groups)*$prefix)/(n*($prefix+$question)))")
 echo "8 sim servers (prefill 0.05 ms/token, decode 4 ms/step, $blocks KV blocks each), shared-prefix: $groups groups x $questions questions, prefix $prefix + question $question tokens, output $output, $rate req/s Poisson; $runs runs, medians; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

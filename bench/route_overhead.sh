@@ -21,6 +21,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "route_overhead: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+source "$root/scripts/bench-lib.sh"
 die() { echo "route_overhead: $*" >&2; exit 1; }
 llmd="$build/llmd"
 [[ -x "$llmd" ]] || die "$llmd not built (make build)"
@@ -29,9 +30,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-healthy() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/health', timeout=1)" 2>/dev/null; }
-wait_healthy() { for _ in $(seq 200); do healthy "$1" && return 0; sleep 0.05; done; die "port $1 never became healthy"; }
 
 sport=$(free_port) rport=$(free_port) hport=$(free_port)
 "$llmd" serve --sim --port "$sport" --max-num-seqs 256 --sim-prefill-ms-per-token 0 --sim-decode-ms-per-step 0 \
@@ -70,7 +68,6 @@ one() {
   python3 -c "import json; j = json.load(open('$work/out.json')); e = j['e2e_ms']; \
 print(e['p50'], e['p99'], j['request_throughput'], j['requests_failed'])"
 }
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 declare -A lat thr
 for _ in $(seq "$runs"); do
   for target in direct:$sport route:$rport haproxy:$hport; do

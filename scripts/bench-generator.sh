@@ -26,6 +26,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+source "$root/scripts/bench-lib.sh"
 die() { echo "bench-generator: $*" >&2; exit 1; }
 llmd="$build/llmd"
 [[ -x "$llmd" ]] || die "$llmd not built (make build, or pass --build DIR)"
@@ -34,21 +35,19 @@ ncpu=$(nproc)
 # By default the server gets every core but the generator's.
 [[ -n "$server_cores" ]] || server_cores=$(seq 0 $(( ncpu - 1 )) | grep -vx "$gen_core" | paste -sd,)
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 log=$(mktemp)
 taskset -c "$server_cores" "$llmd" serve --sim --port "$port" --http-threads "$http_threads" \
   --max-num-seqs 1024 --sim-prefill-ms-per-token 0 --sim-decode-ms-per-step 0 --sim-base-step-ms 0 \
   >"$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f "$log"' EXIT
-healthy() { python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/health', timeout=1)" 2>/dev/null; }
 for _ in $(seq 100); do
-  healthy && break
+  healthy "$port" && break
   kill -0 $server 2>/dev/null || { cat "$log" >&2; die "the server exited"; }
   sleep 0.1
 done
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 echo "generator on core $gen_core, server on cores $server_cores ($http_threads HTTP threads), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo

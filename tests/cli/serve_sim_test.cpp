@@ -32,13 +32,7 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// Bounded HTTP: a hung server fails the test instead of hanging it.
-http::ClientConfig quick() {
-  http::ClientConfig c;
-  c.connect_timeout = 2s;
-  c.io_timeout = 10s;
-  return c;
-}
+using test_support::quick;
 
 using llmd::test_support::free_port;
 

@@ -21,12 +21,7 @@ using test_support::free_port;
 using test_support::LlmdProcess;
 using namespace std::chrono_literals;
 
-http::ClientConfig quick() {
-  http::ClientConfig c;
-  c.connect_timeout = 2s;
-  c.io_timeout = 10s;
-  return c;
-}
+using test_support::quick;
 
 struct SimServer {
   uint16_t port = free_port();

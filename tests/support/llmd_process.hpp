@@ -28,6 +28,14 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+// Bounded HTTP: a hung server fails the test instead of hanging it.
+inline http::ClientConfig quick() {
+  http::ClientConfig c;
+  c.connect_timeout = 2s;
+  c.io_timeout = 10s;
+  return c;
+}
+
 // One `llmd SUBCOMMAND` child (serve by default). stdout and stderr go to files in its own directory.
 class LlmdProcess {
  public:
@@ -91,7 +99,7 @@ class LlmdProcess {
 
   // Waits until GET /health answers 200, up to `deadline`. Port 0: the announced one.
   std::optional<uint16_t> wait_healthy(uint16_t port, Clock::time_point deadline) const {
-    http::ClientConfig c;
+    http::ClientConfig c = quick();
     c.connect_timeout = 1s;
     c.io_timeout = 2s;
     while (Clock::now() < deadline) {
