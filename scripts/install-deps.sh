@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
   libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # the EPP (Envoy ext_proc)
   prometheus
   haproxy  # bench/route_overhead.sh compares the router with it
   clang-format

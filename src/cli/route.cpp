@@ -19,6 +19,7 @@
 #include "model/tokenizer.hpp"
 #include "router/config.hpp"
 #include "router/discovery.hpp"
+#include "router/extproc.hpp"
 #include "router/router.hpp"
 
 namespace llmd::cli {
@@ -32,6 +33,7 @@ struct RouteArgs {
   int32_t block_size = 16;
   int64_t scrape_ms = router::ScraperConfig::kDefaultInterval.count();
   int64_t staleness_ms = 2000;
+  int32_t extproc_port = -1;  // -1: no EPP
 };
 
 std::string read_file(const std::string& path, std::string_view flag) {
@@ -76,6 +78,14 @@ void run_route(RouteArgs& a) {
   router::Router r(a.router, epp, keyer);
   router::Discovery discovery(dc, r.endpoints());
   r.start();
+  std::unique_ptr<router::ExtProcServer> extproc;
+  if (a.extproc_port >= 0) {
+    router::ExtProcConfig ec;
+    ec.host = a.router.http.host;
+    ec.port = static_cast<uint16_t>(a.extproc_port);
+    extproc = std::make_unique<router::ExtProcServer>(r, ec);
+    std::fprintf(stderr, "llmd route: Envoy ext_proc (EPP) on %s:%u\n", ec.host.c_str(), extproc->port());
+  }
   std::fprintf(stderr, "llmd route: http://%s:%u -> %zu endpoints (%s)\n", a.router.http.host.c_str(),
                r.port(), discovery.current().size(),
                a.config_file.empty() ? "llm-d's default profile" : a.config_file.c_str());
@@ -83,6 +93,7 @@ void run_route(RouteArgs& a) {
   std::signal(SIGTERM, [](int) { g_route_stop.release(); });
   g_route_stop.acquire();
   std::fprintf(stderr, "llmd route: stopping\n");
+  if (extproc) extproc->stop();
   discovery.stop();
   r.stop();
 }
@@ -116,6 +127,10 @@ void register_route(CLI::App& app) {
   cmd->add_option(
       "--kv-events-port", a->router.kv_events_port,
       "Subscribe to every endpoint's KV events at tcp://HOST:PORT (a kv-events= label overrides)");
+  cmd->add_option(
+         "--extproc-port", a->extproc_port,
+         "Also serve Envoy's ext_proc (the Gateway API Inference Extension's EPP) on this port, e.g. 9002")
+      ->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", a->router.api_key, "Require Authorization: Bearer KEY")
       ->envname("LLMD_API_KEY");
   cmd->callback([a] { run_route(*a); });

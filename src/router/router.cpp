@@ -27,6 +27,7 @@ bool is_connect_error(std::string_view what) {
 }  // namespace
 
 struct Router::Impl {
+  using Api = Router::Api;
   Router& r;
   http::Client client;
 
@@ -47,39 +48,13 @@ struct Router::Impl {
       co_await res.send_error(401, "Invalid or missing API key", "authentication_error");
       co_return;
     }
-    SchedRequest sr;
-    std::string bad;
-    try {
-      const nlohmann::json body = nlohmann::json::parse(req.body);
-      if (!body.is_object()) fail("the body must be a JSON object");
-      r.keyer_.key(body, chat, sr);
-    } catch (const std::exception& e) {
-      bad = e.what();
-    }
-    if (!bad.empty()) {
-      error("bad_request");
-      co_await res.send_error(400, bad, "invalid_request_error");
+    Routed routed = r.route(req.body, chat ? Api::kChat : Api::kCompletions, req.headers);
+    if (routed.status != 200) {
+      co_await res.send_error(routed.status, routed.error, routed.error_type);
       co_return;
     }
-    const auto rid = req.headers.get(kRequestIdHeader);
-    sr.request_id = rid ? std::string(*rid) : make_request_id();
-    if (const auto s = req.headers.get(kSessionHeader)) sr.session_token = std::string(*s);
-
-    const auto t0 = std::chrono::steady_clock::now();
-    Scheduler::Decision d = r.scheduler_->schedule(sr, *r.endpoints_.snapshot());
-    r.metrics_.scheduling.with({}).observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    if (d.status == Scheduler::Status::kShed) {
-      r.metrics_.shed.inc();
-      co_await res.send_error(429, "Every endpoint is saturated; retry later", "rate_limit_error");
-      co_return;
-    }
-    if (d.status != Scheduler::Status::kOk) {
-      error("no_endpoint");
-      co_await res.send_error(503, "No endpoint can serve this request now", "server_error");
-      co_return;
-    }
-    r.metrics_.predicted_prefix_hit.with({}).observe(d.predicted_hit);
+    const SchedRequest& sr = routed.request;
+    const Scheduler::Decision& d = routed.decision;
 
     http::Headers headers;
     headers.add("Content-Type", "application/json");
@@ -200,6 +175,46 @@ struct Router::Impl {
     co_await res.send_error(503, "No endpoint can serve this request now", "server_error");
   }
 };
+
+Routed Router::route(std::string_view body_text, Api api, const http::Headers& headers) {
+  Routed out;
+  SchedRequest& sr = out.request;
+  try {
+    if (api != Api::kOther) {
+      const nlohmann::json body = nlohmann::json::parse(body_text);
+      if (!body.is_object()) fail("the body must be a JSON object");
+      keyer_.key(body, api == Api::kChat, sr);
+    }
+  } catch (const std::exception& e) {
+    metrics_.proxy_errors.with({"bad_request"}).inc();
+    out.status = 400;
+    out.error = e.what();
+    out.error_type = "invalid_request_error";
+    return out;
+  }
+  const auto rid = headers.get(kRequestIdHeader);
+  sr.request_id = rid ? std::string(*rid) : make_request_id();
+  if (const auto s = headers.get(kSessionHeader)) sr.session_token = std::string(*s);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  out.decision = scheduler_->schedule(sr, *endpoints_.snapshot());
+  metrics_.scheduling.with({}).observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (out.decision.status == Scheduler::Status::kShed) {
+    metrics_.shed.inc();
+    out.status = 429;
+    out.error = "Every endpoint is saturated; retry later";
+    out.error_type = "rate_limit_error";
+  } else if (out.decision.status != Scheduler::Status::kOk) {
+    metrics_.proxy_errors.with({"no_endpoint"}).inc();
+    out.status = 503;
+    out.error = "No endpoint can serve this request now";
+    out.error_type = "server_error";
+  } else {
+    metrics_.predicted_prefix_hit.with({}).observe(out.decision.predicted_hit);
+  }
+  return out;
+}
 
 Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer keyer)
     : cfg_(std::move(config)), keyer_(std::move(keyer)), metrics_(registry_) {

@@ -40,6 +40,14 @@ struct RouterConfig {
   KvEventSubscriberConfig kv_events;
 };
 
+// One request's scheduling, shared by the HTTP proxy and the Envoy ext_proc front end.
+struct Routed {
+  int status = 200;  // 200: scheduled; else the HTTP error to answer with (400, 429, 503)
+  std::string error, error_type;
+  SchedRequest request;
+  Scheduler::Decision decision;
+};
+
 class Router {
  public:
   // Binds the port at once; throws llmd::Error for a bad configuration or a busy port.
@@ -49,6 +57,11 @@ class Router {
   void start();
   void stop();
   uint16_t port() const;
+
+  // Parses an OpenAI body, keys its prompt and schedules it; kOther (models, tokenize: no prompt)
+  // schedules an empty request. Counts the outcome in the router's metrics. Thread-safe.
+  enum class Api { kCompletions, kChat, kOther };
+  Routed route(std::string_view body, Api api, const http::Headers& headers);
 
   EndpointSet& endpoints() { return endpoints_; }
   KvIndex& kv_index() { return kv_index_; }
