@@ -7,15 +7,17 @@
 #   throughput: --request-rate inf --max-concurrency 64: requests/s
 # Everything shares this machine's cores; read the load average printed with the table.
 #
-#   bench/route_overhead.sh [--runs 3] [--requests 10000] [--build build]
+#   bench/route_overhead.sh [--runs 3] [--requests 10000] [--threads 2] [--build build]
+# --threads: the I/O threads of both proxies (llmd route --http-threads, haproxy nbthread).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-runs=3 requests=10000 build="$root/build"
+runs=3 requests=10000 threads=2 build="$root/build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --requests) requests=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "route_overhead: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -36,12 +38,12 @@ sport=$(free_port) rport=$(free_port) hport=$(free_port)
   --sim-base-step-ms 0 >"$work/server.log" 2>&1 &
 pids+=($!)
 wait_healthy "$sport"
-"$llmd" route --port "$rport" --endpoints "127.0.0.1:$sport" --kv-fingerprint sim:vocab32000 >"$work/router.log" 2>&1 &
+"$llmd" route --port "$rport" --http-threads "$threads" --endpoints "127.0.0.1:$sport" --kv-fingerprint sim:vocab32000 >"$work/router.log" 2>&1 &
 pids+=($!)
 cat >"$work/haproxy.cfg" <<EOF
 global
   maxconn 8192
-  nbthread 2
+  nbthread $threads
 defaults
   mode http
   option http-keep-alive
@@ -77,7 +79,7 @@ for _ in $(seq "$runs"); do
   done
 done
 col() { printf '%s' "$1" | awk -v c="$2" 'NF {print $c}' | median; }
-echo "one llmd serve --sim (zero latency), $requests requests per run, $runs runs alternating, medians; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "one llmd serve --sim (zero latency), proxies with $threads I/O threads, $requests requests per run, $runs runs alternating, medians; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| path | E2E p50 ms @1000 req/s | E2E p99 ms @1000 req/s | added p50 ms | added p99 ms | max req/s (concurrency 64) | failed |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
