@@ -107,6 +107,22 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
     if (out.ec == bhttp::error::need_buffer) out.ec = {};
     if (out.ec) co_return resp;
     std::size_t n = sizeof piece - p.get().body().size;
+    // Whatever else already sits in the buffer is parsed too, without I/O: SSE events that arrived
+    // in one read are handed on in one piece (one write for a proxy, not one per event).
+    while (!p.is_done() && c.buf.size() > 0 && n < sizeof piece) {
+      p.get().body().data = piece + n;
+      p.get().body().size = sizeof piece - n;
+      error_code pe;
+      const std::size_t used = p.put(c.buf.data(), pe);
+      c.buf.consume(used);
+      n = sizeof piece - p.get().body().size;
+      if (pe == bhttp::error::need_buffer) pe = {};
+      if (pe == bhttp::error::need_more || (used == 0 && !pe)) break;
+      if (pe) {
+        out.ec = pe;
+        co_return resp;
+      }
+    }
     if (n == 0) continue;
     if (on_chunk) {
       if (!co_await (*on_chunk)(resp, std::string_view(piece, n))) {

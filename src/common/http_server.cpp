@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -406,7 +407,7 @@ asio::awaitable<bool> Response::send_error(int status, std::string_view message,
 }
 
 asio::awaitable<bool> Response::start_stream(int status, std::string_view content_type,
-                                             const Headers& extra_headers) {
+                                             const Headers& extra_headers, std::string_view first_chunk) {
   if (state_ != State::kNone) fail("HTTP response already started");
   state_ = State::kStreaming;
   if (cancel_->fired()) {
@@ -418,8 +419,19 @@ asio::awaitable<bool> Response::start_stream(int status, std::string_view conten
   for (const auto& [k, v] : extra_headers) m.insert(bsv(k), bsv(v));
   m.keep_alive(keep_alive_);
   m.chunked(true);
-  bhttp::response_serializer<bhttp::empty_body> sr{m};
-  bool ok = co_await conn_->write_header(sr);
+  bool ok = false;
+  if (first_chunk.empty()) {
+    bhttp::response_serializer<bhttp::empty_body> sr{m};
+    ok = co_await conn_->write_header(sr);
+  } else {
+    // The head and the first chunk in one write: a proxy relaying a stream saves a system call
+    // (and a packet) per response.
+    std::ostringstream head;
+    head << m.base();
+    const std::string h = head.str();
+    ok = co_await conn_->write_buffers(
+        beast::buffers_cat(asio::buffer(h), bhttp::make_chunk(asio::buffer(first_chunk.data(), first_chunk.size()))));
+  }
   failed_ |= !ok;
   co_return ok;
 }

@@ -96,10 +96,11 @@ struct Router::Impl {
         const auto ct = head.headers.get("content-type");
         const std::string type = ct ? std::string(*ct) : std::string(kJson);
         sse = type.starts_with("text/event-stream");
-        if (!co_await res.start_stream(head.status, type, extra)) {
+        if (!co_await res.start_stream(head.status, type, extra, chunk)) {  // head + first chunk: one write
           client_gone = true;
           co_return false;
         }
+        co_return true;
       }
       if (!chunk.empty() && !co_await res.write(chunk)) {
         client_gone = true;
