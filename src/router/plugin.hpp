@@ -75,6 +75,13 @@ class PreRequest : public virtual Plugin {
   virtual void pre_request(SchedContext& ctx, const Outcome& o) = 0;
 };
 
+// Told when an endpoint leaves the set, to drop what it kept for it (the approximate prefix index,
+// LRUs). Endpoint ids are never reused, so without this the state of departed pods would pile up.
+class EndpointObserver : public virtual Plugin {
+ public:
+  virtual void endpoint_removed(EndpointId id) = 0;
+};
+
 // Decides whether a P/D request needs a separate prefill (prefix-based-pd-decider).
 class PdDecider : public virtual Plugin {
  public:

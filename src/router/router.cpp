@@ -241,6 +241,7 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
                       [this](const std::shared_ptr<Endpoint>& e) {
                         scraper_->stop(*e);
                         subscriber_->remove(e->id());  // clears its blocks; a no-op when not subscribed
+                        scheduler_->endpoint_removed(e->id());
                       }});
 
   Impl* im = impl_.get();

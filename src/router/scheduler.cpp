@@ -114,6 +114,7 @@ Scheduler::Scheduler(const EndpointPickerConfig& config, const PluginEnv& env, S
       handler_ = h;
     }
     if (auto* pr = dynamic_cast<PreRequest*>(p.get())) pre_request_.push_back(pr);
+    if (auto* ob = dynamic_cast<EndpointObserver*>(p.get())) observers_.push_back(ob);
     if (auto* n = dynamic_cast<NeedsLookup*>(p.get())) n->resolve(lookup);
   }
   if (!handler_) {
@@ -142,6 +143,11 @@ std::shared_ptr<Plugin> Scheduler::plugin(std::string_view name) const {
   for (const auto& p : plugins_)
     if (p->name() == name) return p;
   return nullptr;
+}
+
+void Scheduler::endpoint_removed(EndpointId id) {
+  std::lock_guard lock(mu_);
+  for (EndpointObserver* o : observers_) o->endpoint_removed(id);
 }
 
 Scheduler::Decision Scheduler::schedule(const SchedRequest& req, const EndpointList& endpoints) {

@@ -38,6 +38,8 @@ class Scheduler {
     double predicted_hit = 0;  // blocks the target holds / the prompt's blocks
   };
   Decision schedule(const SchedRequest& req, const EndpointList& endpoints);
+  // The endpoint left: plugins drop their state of it.
+  void endpoint_removed(EndpointId id);
 
   std::shared_ptr<Plugin> plugin(std::string_view name) const;  // nullptr when absent
 
@@ -51,6 +53,7 @@ class Scheduler {
   std::shared_ptr<ProfileHandler> handler_;
   std::shared_ptr<SaturationDetector> detector_;
   std::vector<PreRequest*> pre_request_;
+  std::vector<EndpointObserver*> observers_;
   std::mutex mu_;
   std::mt19937_64 rng_;
 };

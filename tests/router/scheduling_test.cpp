@@ -218,6 +218,15 @@ TEST(PrefixScorers, ApproximateLruIsBoundedByTheEndpointsCache) {
   EXPECT_DOUBLE_EQ(s.schedule(request({1, 2}), *f.list()).predicted_hit, 0.0);
 }
 
+TEST(PrefixScorers, ApproximateForgetsAnEndpointThatLeft) {
+  Fleet f("a:1");
+  Scheduler s = make(one_scorer("prefix-cache-scorer"));
+  target(s, f, request({21, 22, 23}));
+  EXPECT_DOUBLE_EQ(s.schedule(request({21, 22, 23}), *f.list()).predicted_hit, 1.0);
+  s.endpoint_removed(f.at(0).id());
+  EXPECT_DOUBLE_EQ(s.schedule(request({21, 22, 23}), *f.list()).predicted_hit, 0.0);
+}
+
 TEST(PrefixScorers, PreciseReadsTheKvEventIndex) {
   Fleet f("a:1,b:2,c:3");
   KvIndex index;

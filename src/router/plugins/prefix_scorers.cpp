@@ -52,7 +52,7 @@ void score_prefix(const KvIndex& index, SchedContext& ctx, std::span<const uint6
   to_scores(ctx, keys.size(), eps, out);
 }
 
-class ApproxPrefixScorer final : public Scorer, public PreRequest {
+class ApproxPrefixScorer final : public Scorer, public PreRequest, public EndpointObserver {
  public:
   ApproxPrefixScorer(int64_t max_blocks, int64_t capacity, bool auto_tune)
       : max_blocks_(max_blocks), capacity_(capacity), auto_tune_(auto_tune) {}
@@ -66,6 +66,12 @@ class ApproxPrefixScorer final : public Scorer, public PreRequest {
     const auto keys = keys_of(ctx.req, max_blocks_);
     for (const Endpoint* e : {o.target, o.prefill})
       if (e) learn(*e, keys);
+  }
+
+  void endpoint_removed(EndpointId id) override {
+    std::lock_guard lock(mu_);
+    lrus_.erase(id);
+    index_.cleared(id);
   }
 
  private:
@@ -110,7 +116,7 @@ class ApproxPrefixScorer final : public Scorer, public PreRequest {
 // With speculativeIndexing (llm-d's parameter), each decision is also assumed cached at its
 // target for speculativeTTL: a request that follows its prefix before the server's KV events have
 // arrived (the prefill is still running) still finds it, instead of scattering the prefix.
-class PrecisePrefixScorer final : public Scorer, public PreRequest {
+class PrecisePrefixScorer final : public Scorer, public PreRequest, public EndpointObserver {
  public:
   PrecisePrefixScorer(const KvIndex& index, int64_t max_blocks,
                       std::optional<std::chrono::nanoseconds> speculative)
@@ -126,6 +132,10 @@ class PrecisePrefixScorer final : public Scorer, public PreRequest {
       for (std::size_t i = 0; i < eps.size(); ++i) out[i] = std::max(out[i], spec_scores_[i]);
     }
     to_scores(ctx, keys.size(), eps, out);
+  }
+
+  void endpoint_removed(EndpointId id) override {
+    if (ttl_) speculative_.cleared(id);  // its pending expiries then remove nothing
   }
 
   void pre_request(SchedContext& ctx, const Outcome& o) override {
@@ -172,7 +182,7 @@ class SessionAffinityScorer final : public Scorer {
   }
 };
 
-class NoHitLruScorer final : public Scorer, public PreRequest {
+class NoHitLruScorer final : public Scorer, public PreRequest, public EndpointObserver {
  public:
   explicit NoHitLruScorer(std::size_t size) : size_(size) {}
 
@@ -197,6 +207,14 @@ class NoHitLruScorer final : public Scorer, public PreRequest {
       for (std::size_t i = 0; i < n; ++i)
         if (eps[i]->id() == *it)
           out[i] = std::max(0.0, 1.0 - static_cast<double>(rank++) / static_cast<double>(n - 1));
+  }
+
+  void endpoint_removed(EndpointId id) override {
+    std::lock_guard lock(mu_);
+    if (auto it = pos_.find(id); it != pos_.end()) {
+      order_.erase(it->second);
+      pos_.erase(it);
+    }
   }
 
   void pre_request(SchedContext& ctx, const Outcome& o) override {
