@@ -429,8 +429,8 @@ asio::awaitable<bool> Response::start_stream(int status, std::string_view conten
     std::ostringstream head;
     head << m.base();
     const std::string h = head.str();
-    ok = co_await conn_->write_buffers(
-        beast::buffers_cat(asio::buffer(h), bhttp::make_chunk(asio::buffer(first_chunk.data(), first_chunk.size()))));
+    ok = co_await conn_->write_buffers(beast::buffers_cat(
+        asio::buffer(h), bhttp::make_chunk(asio::buffer(first_chunk.data(), first_chunk.size()))));
   }
   failed_ |= !ok;
   co_return ok;

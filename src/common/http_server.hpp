@@ -70,8 +70,8 @@ class Response {
 
   // Chunked transfer encoding; each write() is one chunk, flushed at once (TCP_NODELAY).
   // `first_chunk`, when given, goes out in the same write as the head.
-  asio::awaitable<bool> start_stream(int status, std::string_view content_type, const Headers& extra_headers = {},
-                                     std::string_view first_chunk = {});
+  asio::awaitable<bool> start_stream(int status, std::string_view content_type,
+                                     const Headers& extra_headers = {}, std::string_view first_chunk = {});
   asio::awaitable<bool> write(std::string_view chunk);
   asio::awaitable<bool> finish();
 

@@ -131,7 +131,8 @@ TEST(ServeSim, AnswersTheOpenAiApiWithoutAModel) {
   // The engine counts a request's tokens as it finishes it, which can be just after the client has
   // read the last byte: the counter is eventually exact, so wait for it (bounded).
   double gen_after = generation_tokens_total(port);
-  for (const auto until = Clock::now() + 2s; gen_after - gen_before < 12 + 12 + 5 + 8 && Clock::now() < until;) {
+  for (const auto until = Clock::now() + 2s;
+       gen_after - gen_before < 12 + 12 + 5 + 8 && Clock::now() < until;) {
     std::this_thread::sleep_for(5ms);
     gen_after = generation_tokens_total(port);
   }
