@@ -224,14 +224,14 @@ class Driver {
       http::ClientResponse resp =
           co_await client_.stream(host, cfg_.url.port, method, target, body, headers, cb);
       status = resp.status;
+    } catch (const http::ConnectError& e) {
+      st.error = e.what();
+      st.error_kind = e.timed_out() ? "timeout" : "connect";
     } catch (const std::exception& e) {
       const std::string_view m = e.what();
       st.error = e.what();
       if (m.find("timed out") != std::string_view::npos) {
         st.error_kind = "timeout";
-      } else if (m.find("cannot connect") != std::string_view::npos ||
-                 m.find("cannot resolve") != std::string_view::npos) {
-        st.error_kind = "connect";
       } else if (st.events > 0 || st.parser.pending()) {
         st.error_kind = "incomplete";  // closed mid-stream
       } else {

@@ -47,11 +47,13 @@ asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor e
   error_code ec;
   tcp::resolver resolver(ex);
   auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), ec_token(ec));
-  if (ec) fail("HTTP: cannot resolve {}: {}", host, ec.message());
+  if (ec) throw ConnectError(fmt::format("HTTP: cannot resolve {}: {}", host, ec.message()), false);
   auto c = std::make_unique<Client::Conn>(ex);
   c->stream.expires_after(cfg.connect_timeout);
   co_await c->stream.async_connect(endpoints, ec_token(ec));
-  if (ec) fail("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec));
+  if (ec)
+    throw ConnectError(fmt::format("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec)),
+                       ec == beast::error::timeout);
   c->stream.socket().set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
   co_return c;
 }

@@ -3,6 +3,7 @@
 // Beast stays in http_client.cpp. Network failures and timeouts throw llmd::Error; an HTTP error
 // status is not a failure (it is in ClientResponse::status).
 #include "common/asio.hpp"
+#include "common/error.hpp"
 #include "common/http_headers.hpp"
 
 #include <chrono>
@@ -16,6 +17,17 @@
 #include <vector>
 
 namespace llmd::http {
+
+// No connection was made (the name did not resolve, the peer refused or did not answer in time):
+// nothing reached the server, so a caller may safely try another one.
+class ConnectError : public Error {
+ public:
+  ConnectError(const std::string& what, bool timed_out) : Error(what), timed_out_(timed_out) {}
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  bool timed_out_;
+};
 
 struct ClientConfig {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};

@@ -19,11 +19,6 @@ std::string make_request_id() {
   return fmt::format("{:016x}{:016x}", rng(), rng());
 }
 
-bool is_connect_error(std::string_view what) {
-  return what.find("cannot connect") != std::string_view::npos ||
-         what.find("cannot resolve") != std::string_view::npos;
-}
-
 }  // namespace
 
 struct Router::Impl {
@@ -66,12 +61,12 @@ struct Router::Impl {
     const Candidates& ranked = d.result.primary.ranked;
     const std::size_t tries =
         std::min<std::size_t>(ranked.size(), static_cast<std::size_t>(r.cfg_.max_attempts));
+    if (d.result.prefill)
+      r.metrics_.decisions.with({d.result.prefill->profile, d.result.prefill->ranked.front()->address()})
+          .inc();
     for (std::size_t i = 0; i < tries; ++i) {
       Endpoint* e = ranked[i];
-      r.metrics_.decisions.with({d.result.primary.profile, e->address()}).inc();
-      if (d.result.prefill)
-        r.metrics_.decisions.with({d.result.prefill->profile, d.result.prefill->ranked.front()->address()})
-            .inc();
+      r.metrics_.decisions.with({d.result.primary.profile, e->address()}).inc();  // each attempt
       const Outcome o = co_await forward(*e, req, res, headers, sr);
       if (o == Outcome::kDone) co_return;
       if (o == Outcome::kRetry) continue;
@@ -110,11 +105,15 @@ struct Router::Impl {
     };
     e.active.fetch_add(1, std::memory_order_relaxed);
     std::string failure;
+    bool connect_failed = false;
     int status = 0;
     try {
       http::ClientResponse head =
           co_await client.stream(e.host(), e.port(), req.method, req.target, req.body, headers, cb);
       status = head.status;
+    } catch (const http::ConnectError& ex) {
+      failure = ex.what();
+      connect_failed = true;
     } catch (const std::exception& ex) {
       failure = ex.what();
     }
@@ -128,7 +127,7 @@ struct Router::Impl {
       co_return Outcome::kDone;
     }
     if (!res.headers_sent()) {
-      if (is_connect_error(failure)) {
+      if (connect_failed) {
         e.reachable.store(false, std::memory_order_relaxed);  // ejected until a scrape succeeds
         error("connect");
         co_return Outcome::kRetry;
@@ -158,7 +157,8 @@ struct Router::Impl {
       co_return;
     }
     const SteadyNs now = steady_now_ns();
-    for (const auto& e : *r.endpoints_.snapshot()) {
+    const auto endpoints = r.endpoints_.snapshot();  // held: the set may change while we wait
+    for (const auto& e : *endpoints) {
       if (!e->fit(now, r.cfg_.scheduler.staleness)) continue;
       std::string failure;
       http::ClientResponse resp;
@@ -198,7 +198,8 @@ Routed Router::route(std::string_view body_text, Api api, const http::Headers& h
   if (const auto s = headers.get(kSessionHeader)) sr.session_token = std::string(*s);
 
   const auto t0 = std::chrono::steady_clock::now();
-  out.decision = scheduler_->schedule(sr, *endpoints_.snapshot());
+  out.endpoints = endpoints_.snapshot();
+  out.decision = scheduler_->schedule(sr, *out.endpoints);
   metrics_.scheduling.with({}).observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   if (out.decision.status == Scheduler::Status::kShed) {
@@ -254,9 +255,7 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
   server_->route("POST", "/tokenize", pass);
   server_->route("POST", "/detokenize", pass);
   server_->route("GET", "/health", [this](http::Request&, http::Response& s) -> asio::awaitable<void> {
-    const SteadyNs now = steady_now_ns();
-    std::size_t fit = 0, all = 0;
-    for (const auto& e : *endpoints_.snapshot()) ++all, fit += e->fit(now, cfg_.scheduler.staleness);
+    const auto [all, fit] = count_fit();
     nlohmann::json j;  // built outside co_await: g++ 12 miscompiles braced temporaries in coroutines
     j["status"] = "ok";
     j["endpoints"] = all;
@@ -264,11 +263,9 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
     co_await s.send(200, kJson, j.dump());
   });
   server_->route("GET", "/metrics", [this](http::Request&, http::Response& s) -> asio::awaitable<void> {
-    const SteadyNs now = steady_now_ns();
-    double fit = 0, all = 0;
-    for (const auto& e : *endpoints_.snapshot()) ++all, fit += e->fit(now, cfg_.scheduler.staleness);
-    metrics_.endpoints.with({"fit"}).set(fit);
-    metrics_.endpoints.with({"unfit"}).set(all - fit);
+    const auto [all, fit] = count_fit();
+    metrics_.endpoints.with({"fit"}).set(static_cast<double>(fit));
+    metrics_.endpoints.with({"unfit"}).set(static_cast<double>(all - fit));
     const KvEventCounters kv = subscriber_->counters();
     metrics_.kv_events.set(static_cast<double>(kv.events));
     metrics_.kv_events_malformed.set(static_cast<double>(kv.malformed + kv.unknown_events));
@@ -276,6 +273,14 @@ Router::Router(RouterConfig config, const EndpointPickerConfig& epp, PromptKeyer
     metrics_.kv_index_blocks.set(static_cast<double>(kv_index_.entries()));
     co_await s.send(200, metrics::kContentType, registry_.render());
   });
+}
+
+std::pair<std::size_t, std::size_t> Router::count_fit() const {
+  const SteadyNs now = steady_now_ns();
+  const auto endpoints = endpoints_.snapshot();
+  std::size_t fit = 0;
+  for (const auto& e : *endpoints) fit += e->fit(now, cfg_.scheduler.staleness);
+  return {endpoints->size(), fit};
 }
 
 Router::~Router() {

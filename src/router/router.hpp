@@ -46,6 +46,9 @@ struct Routed {
   std::string error, error_type;
   SchedRequest request;
   Scheduler::Decision decision;
+  // The endpoint list the decision points into, kept alive while the request is served (the set
+  // may drop an endpoint meanwhile).
+  std::shared_ptr<const EndpointList> endpoints;
 };
 
 class Router {
@@ -72,6 +75,8 @@ class Router {
   struct Impl;
 
  private:
+  std::pair<std::size_t, std::size_t> count_fit() const;  // endpoints known, fit now
+
   RouterConfig cfg_;
   PromptKeyer keyer_;
   metrics::Registry registry_;
