@@ -66,6 +66,17 @@ TEST(Discovery, MissingOrBrokenFileAtStartIsAnError) {
   DiscoveryConfig c;
   c.file = "/nonexistent/llmd/endpoints";
   EXPECT_THROW(Discovery(c, set), Error);
+  const auto broken = std::filesystem::temp_directory_path() / ("llmd_disc_bad_" + std::to_string(getpid()));
+  std::ofstream(broken) << "10.0.0.1:8000\nnot-an-endpoint\n";
+  c.file = broken.string();
+  try {
+    Discovery d(c, set);
+    ADD_FAILURE() << "a broken endpoints file was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not-an-endpoint"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(set.snapshot()->empty());  // nothing half-applied
+  std::filesystem::remove(broken);
 }
 
 TEST(Discovery, DnsNamesBecomeOneEndpointPerAddress) {

@@ -41,7 +41,8 @@ class MaxScorePicker final : public Picker {
   explicit MaxScorePicker(std::size_t n) : n_(n) {}
   std::size_t pick(SchedContext& ctx, Candidates& eps, std::vector<double>& scores) override {
     shuffle(ctx, eps, scores);  // then a stable sort: equal totals stay in random order
-    const std::vector<double> key = scores;
+    thread_local std::vector<double> key;
+    key.assign(scores.begin(), scores.end());
     order_by(eps, scores, key);
     return n_;
   }
