@@ -2,13 +2,10 @@
 // parser, timing accuracy against known delays, throughput against an instant server, every
 // failure kind counted without a hang, arrivals and concurrency, and the real binary end to end
 // against `llmd serve --sim`.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include "support/free_port.hpp"
 
@@ -27,6 +24,7 @@
 #include "common/error.hpp"
 #include "common/http_client.hpp"
 #include "common/http_server.hpp"
+#include "support/llmd_process.hpp"
 
 namespace llmd::bench {
 namespace {
@@ -520,63 +518,14 @@ TEST(Driver, MultiTurnHearsRepliesAndAsksAgain) {
 
 // ---------------------------------------------------------------- the real binary
 
-class Child {
- public:
-  explicit Child(std::vector<std::string> args, const cli_test::TempDir& dir) {
-    const std::string err = (dir.path() / "serve.err").string();
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      const int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(e, STDOUT_FILENO);
-      dup2(e, STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + 5s;
-    int status = 0;
-    while (waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
 TEST(BenchCli, RunsAgainstServeSimAndWritesJson) {
   cli_test::TempDir dir;
   const uint16_t port = free_port();
-  Child serve(
-      {LLMD_BINARY, "serve", "--sim", "--port", std::to_string(port), "--sim-decode-ms-per-step", "1"}, dir);
-  bool healthy = false;
-  http::ClientConfig quick;
-  quick.connect_timeout = 1s;
-  quick.io_timeout = 2s;
-  for (auto deadline = Clock::now() + 15s; Clock::now() < deadline && !healthy;) {
-    try {
-      healthy = http::fetch("127.0.0.1", port, "GET", "/health", {}, {}, quick).status == 200;
-    } catch (const std::exception&) {
-      std::this_thread::sleep_for(50ms);
-    }
-  }
-  ASSERT_TRUE(healthy) << cli_test::slurp(dir.path() / "serve.err");
+  test_support::LlmdProcess serve({"--sim", "--port", std::to_string(port), "--sim-decode-ms-per-step", "1"});
+  ASSERT_TRUE(serve.wait_healthy(port, Clock::now() + 15s)) << serve.err();
 
   const std::string json_path = (dir.path() / "out.json").string();
+  const std::string plot_path = (dir.path() / "out.svg").string();
   const std::string url = fmt::format("http://127.0.0.1:{}", port);
   const cli_test::RunResult r = cli_test::run_llmd({"bench",
                                                     "--base-url",
@@ -602,9 +551,14 @@ TEST(BenchCli, RunsAgainstServeSimAndWritesJson) {
                                                     "--metrics-url",
                                                     fmt::format("{}/metrics", url),
                                                     "--json",
-                                                    json_path},
+                                                    json_path,
+                                                    "--plot",
+                                                    plot_path},
                                                    dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string svg = cli_test::slurp(plot_path);
+  EXPECT_TRUE(svg.starts_with("<svg")) << svg.substr(0, 100);
+  EXPECT_NE(svg.find("Time to first token (40 values)"), std::string::npos);
   EXPECT_NE(r.out.find("Mean TTFT (ms):"), std::string::npos) << r.out;
   const json j = json::parse(cli_test::slurp(json_path));
   for (const char* k : {"requests_completed", "requests_failed", "ttft_ms", "tpot_ms", "itl_ms", "e2e_ms",
