@@ -143,9 +143,9 @@ namespace detail {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server::Impl& srv, tcp::socket sock)
-      : srv_(srv), stream_(std::move(sock)), watch_done_(stream_.get_executor()) {
+  Connection(Server::Impl& srv, tcp::socket sock) : srv_(srv), stream_(std::move(sock)) {
     error_code ec;
+    stream_.socket().non_blocking(true, ec);  // for watch()'s synchronous read: never blocks a thread
     auto ep = stream_.socket().remote_endpoint(ec);
     if (!ec) {
       remote_address_ = ep.address().to_string();
@@ -198,8 +198,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> reject(const error_code& ec);
   asio::awaitable<bool> serve(bhttp::request<bhttp::string_body>&& msg);
   asio::awaitable<void> call_handler(Handler& h, Request& req, Response& res, std::string& error);
-  asio::awaitable<void> watch();
-  asio::awaitable<void> stop_watch();
+  void watch(std::uint64_t generation);
+  void stop_watch();
   asio::awaitable<void> linger();
 
   Server::Impl& srv_;
@@ -208,9 +208,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   CancelSignal cancel_;
   std::string remote_address_;
   std::uint16_t remote_port_ = 0;
+  std::uint64_t watch_generation_ = 0;  // bumped when a watch ends: a late wake-up of an old one is ignored
   bool watching_ = false;
-  bool watch_stop_ = false;
-  asio::steady_timer watch_done_;
 };
 
 asio::awaitable<void> Connection::run() {
@@ -337,14 +336,10 @@ asio::awaitable<bool> Connection::serve(bhttp::request<bhttp::string_body>&& msg
 }
 
 asio::awaitable<void> Connection::call_handler(Handler& h, Request& req, Response& res, std::string& error) {
-  // While the handler runs we keep reading so a disconnect is seen at once (the handler may be
+  // While the handler runs we watch the socket so a disconnect is seen at once (the handler may be
   // waiting for the engine, not writing). Bytes read are kept in buf_ for the next request.
-  watch_stop_ = false;
   watching_ = true;
-  asio::co_spawn(stream_.get_executor(), watch(), [self = shared_from_this()](std::exception_ptr) {
-    self->watching_ = false;
-    self->watch_done_.cancel();
-  });
+  watch(watch_generation_);
   try {
     co_await h(req, res);
   } catch (const std::exception& e) {
@@ -352,30 +347,32 @@ asio::awaitable<void> Connection::call_handler(Handler& h, Request& req, Respons
   } catch (...) {
     error = "Internal error";
   }
-  co_await stop_watch();
+  stop_watch();
 }
 
-asio::awaitable<void> Connection::watch() {
-  error_code ec;
-  stream_.expires_never();  // only the read: writes set their own expiry while this read is pending
-  // Pipelined bytes beyond a header's worth wait in the kernel: we only need to see EOF/reset.
-  while (!watch_stop_ && buf_.size() < srv_.cfg.max_header_bytes) {
-    auto n = co_await stream_.async_read_some(buf_.prepare(kReadChunk), ec_token(ec));
-    buf_.commit(n);
-    if (ec) {
-      if (!watch_stop_) cancel_.fire();
-      co_return;
+// A readiness wait, not a pending read: it costs no system call and no coroutine until the client
+// sends something, which for almost every request is never (this runs once per request).
+void Connection::watch(std::uint64_t generation) {
+  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), generation](error_code ec) {
+    if (generation != self->watch_generation_ || ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      // Pipelined bytes beyond a header's worth wait in the kernel: we only need to see EOF/reset.
+      if (self->buf_.size() >= self->srv_.cfg.max_header_bytes) return;
+      const std::size_t n = self->stream_.socket().read_some(self->buf_.prepare(kReadChunk), ec);
+      self->buf_.commit(n);
+      if (!ec || ec == asio::error::would_block) return self->watch(generation);
     }
-  }
+    self->watching_ = false;
+    self->cancel_.fire();
+  });
 }
 
-asio::awaitable<void> Connection::stop_watch() {
-  watch_stop_ = true;
-  if (!watching_) co_return;
+void Connection::stop_watch() {
+  ++watch_generation_;
+  if (!watching_) return;
+  watching_ = false;
   error_code ec;
-  stream_.socket().cancel(ec);
-  watch_done_.expires_at(asio::steady_timer::time_point::max());
-  if (watching_) co_await watch_done_.async_wait(ec_token(ec));
+  stream_.socket().cancel(ec);  // nothing else is pending on the socket between handler and next read
 }
 
 }  // namespace detail
