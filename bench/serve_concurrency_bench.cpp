@@ -145,7 +145,7 @@ double median(std::vector<double> v) {
 
 class Bench {
  public:
-  Bench(asio::any_io_executor ex, Options o) : opt_(std::move(o)), client_(ex, client_config(opt_)) {}
+  explicit Bench(Options o) : opt_(std::move(o)), client_(client_config(opt_)) {}
 
   awaitable<void> run_all() {
     if (opt_.warmup > 0) co_await run_level(1, opt_.warmup);
@@ -309,7 +309,7 @@ class Bench {
 int main(int argc, char** argv) {
   const Options opt = parse_args(argc, argv);
   asio::io_context io;
-  Bench bench(io.get_executor(), opt);
+  Bench bench(opt);
   std::exception_ptr failure;
   asio::co_spawn(io, bench.run_all(), [&](std::exception_ptr e) { failure = e; });
   io.run();

@@ -113,7 +113,7 @@ class Driver {
   Driver(Workload& w, const DriverConfig& cfg)
       : w_(w),
         cfg_(cfg),
-        client_(ioc_.get_executor(), client_config(cfg)),
+        client_(client_config(cfg)),
         wake_(ioc_),
         arrive_(ioc_),
         rng_(cfg.seed) {

@@ -16,16 +16,23 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using beast::error_code;
 
+namespace {
+constexpr std::size_t kReadChunk = 16 << 10;
+}  // namespace
+
 struct Client::Conn {
-  explicit Conn(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  Conn(asio::any_io_executor ex, PoolKey k) : key(std::move(k)), stream(std::move(ex)) {}
+  PoolKey key;
   beast::tcp_stream stream;
   beast::flat_buffer buf;
+  // Body pieces are parsed into this, once per connection: on the coroutine frame it would make
+  // every exchange a 16 KiB allocation (and glibc consolidates its fast bins for each of those).
+  std::unique_ptr<char[]> piece = std::make_unique<char[]>(kReadChunk);
   std::chrono::steady_clock::time_point idle_since;
 };
 
 namespace {
 
-constexpr std::size_t kReadChunk = 16 << 10;
 constexpr std::uint32_t kMaxResponseHeaderBytes = 64 << 10;
 
 beast::string_view bsv(std::string_view s) {
@@ -42,13 +49,15 @@ std::string describe(const error_code& ec) {
   return ec == beast::error::timeout ? std::string("timed out") : ec.message();
 }
 
-asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor ex, const std::string& host,
-                                                         std::uint16_t port, const ClientConfig& cfg) {
+asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor ex, Client::PoolKey key,
+                                                         const ClientConfig& cfg) {
+  const std::string& host = key.host;
+  const std::uint16_t port = key.port;
   error_code ec;
   tcp::resolver resolver(ex);
   auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), ec_token(ec));
   if (ec) throw ConnectError(fmt::format("HTTP: cannot resolve {}: {}", host, ec.message()), false);
-  auto c = std::make_unique<Client::Conn>(ex);
+  auto c = std::make_unique<Client::Conn>(ex, std::move(key));
   c->stream.expires_after(cfg.connect_timeout);
   co_await c->stream.async_connect(endpoints, ec_token(ec));
   if (ec)
@@ -98,26 +107,26 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   resp.status = p.get().result_int();
   for (const auto& f : p.get()) resp.headers.add(str(f.name_string()), str(f.value()));
 
-  char piece[kReadChunk];
+  char* const piece = c.piece.get();
   bool stopped = false;
   while (!p.is_done()) {
     p.get().body().data = piece;
-    p.get().body().size = sizeof piece;
+    p.get().body().size = kReadChunk;
     c.stream.expires_after(cfg.io_timeout);
     // read_some, not read: it returns as soon as any body arrived, so each SSE event is seen at once.
     co_await bhttp::async_read_some(c.stream, c.buf, p, ec_token(out.ec));
     if (out.ec == bhttp::error::need_buffer) out.ec = {};
     if (out.ec) co_return resp;
-    std::size_t n = sizeof piece - p.get().body().size;
+    std::size_t n = kReadChunk - p.get().body().size;
     // Whatever else already sits in the buffer is parsed too, without I/O: SSE events that arrived
     // in one read are handed on in one piece (one write for a proxy, not one per event).
-    while (!p.is_done() && c.buf.size() > 0 && n < sizeof piece) {
+    while (!p.is_done() && c.buf.size() > 0 && n < kReadChunk) {
       p.get().body().data = piece + n;
-      p.get().body().size = sizeof piece - n;
+      p.get().body().size = kReadChunk - n;
       error_code pe;
       const std::size_t used = p.put(c.buf.data(), pe);
       c.buf.consume(used);
-      n = sizeof piece - p.get().body().size;
+      n = kReadChunk - p.get().body().size;
       if (pe == bhttp::error::need_buffer) pe = {};
       if (pe == bhttp::error::need_more || (used == 0 && !pe)) break;
       if (pe) {
@@ -149,8 +158,7 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
 
 }  // namespace
 
-Client::Client(asio::any_io_executor executor, ClientConfig config)
-    : executor_(std::move(executor)), config_(std::move(config)) {}
+Client::Client(ClientConfig config) : config_(std::move(config)) {}
 
 Client::~Client() = default;
 
@@ -170,11 +178,12 @@ asio::awaitable<ClientResponse> Client::stream(std::string host, std::uint16_t p
 asio::awaitable<ClientResponse> Client::run(std::string host, std::uint16_t port, std::string method,
                                             std::string target, std::string body, Headers headers,
                                             ChunkCallback* on_chunk) {
-  const std::string key = fmt::format("{}:{}", host, port);
+  const auto ex = co_await asio::this_coro::executor;
+  PoolKey key{&asio::query(ex, asio::execution::context), host, port};
   for (int attempt = 0;; ++attempt) {
     auto c = attempt == 0 ? take_idle(key) : nullptr;
     const bool reused = c != nullptr;
-    if (!c) c = co_await open_conn(executor_, host, port, config_);
+    if (!c) c = co_await open_conn(ex, key, config_);
     Outcome out;
     auto resp = co_await exchange(*c, host, port, method, target, body, headers, config_, on_chunk, out);
     if (out.ec) {
@@ -183,12 +192,12 @@ asio::awaitable<ClientResponse> Client::run(std::string host, std::uint16_t port
       if (reused && !out.got_header && out.ec != beast::error::timeout) continue;
       fail_exchange(host, port, method, target, out.ec);
     }
-    if (out.reusable) put_idle(key, std::move(c));
+    if (out.reusable) put_idle(std::move(c));
     co_return resp;
   }
 }
 
-std::unique_ptr<Client::Conn> Client::take_idle(const std::string& key) {
+std::unique_ptr<Client::Conn> Client::take_idle(const PoolKey& key) {
   std::lock_guard lk(mu_);
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
@@ -202,10 +211,10 @@ std::unique_ptr<Client::Conn> Client::take_idle(const std::string& key) {
   return nullptr;
 }
 
-void Client::put_idle(const std::string& key, std::unique_ptr<Conn> c) {
+void Client::put_idle(std::unique_ptr<Conn> c) {
   c->idle_since = std::chrono::steady_clock::now();
   std::lock_guard lk(mu_);
-  auto& v = idle_[key];
+  auto& v = idle_[c->key];
   if (v.size() < config_.max_idle_per_host) v.push_back(std::move(c));
 }
 
@@ -227,7 +236,8 @@ asio::awaitable<ClientResponse> request_stream(std::string host, std::uint16_t p
                                                std::string target, std::string body, Headers headers,
                                                ChunkCallback on_chunk, ClientConfig config) {
   auto ex = co_await asio::this_coro::executor;
-  auto c = co_await open_conn(ex, host, port, config);
+  Client::PoolKey key{nullptr, host, port};  // not a braced temporary in co_await: g++ 12 frees it twice
+  auto c = co_await open_conn(ex, std::move(key), config);
   Outcome out;
   auto resp = co_await exchange(*c, host, port, method, target, body, headers, config,
                                 on_chunk ? &on_chunk : nullptr, out);

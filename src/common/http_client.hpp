@@ -53,12 +53,12 @@ struct ClientResponse {
 using ChunkCallback =
     std::function<asio::awaitable<bool>(const ClientResponse& head, std::string_view chunk)>;
 
-// Keep-alive connection reuse: a small pool of idle connections per host:port. Thread-safe; the
-// connections are bound to `executor` (use the io_context executor, not a strand, when several
-// strands share one Client).
+// Keep-alive connection reuse: a small pool of idle connections per host:port. Thread-safe; a
+// connection is opened on the calling coroutine's executor and reused only from the same execution
+// context, so one Client serves every thread of a server that runs an io_context per thread.
 class Client {
  public:
-  explicit Client(asio::any_io_executor executor, ClientConfig config = {});
+  explicit Client(ClientConfig config = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -72,18 +72,26 @@ class Client {
   std::size_t idle_connections() const;
 
   struct Conn;
+  // Idle connections are pooled per execution context (a connection's I/O runs on the context it
+  // was opened on, so a coroutine on another thread of a multi-context server must not take it)
+  // and per host and port.
+  struct PoolKey {
+    const void* context;
+    std::string host;
+    std::uint16_t port;
+    auto operator<=>(const PoolKey&) const = default;
+  };
 
  private:
   asio::awaitable<ClientResponse> run(std::string host, std::uint16_t port, std::string method,
                                       std::string target, std::string body, Headers headers,
                                       ChunkCallback* on_chunk);
-  std::unique_ptr<Conn> take_idle(const std::string& key);
-  void put_idle(const std::string& key, std::unique_ptr<Conn> c);
+  std::unique_ptr<Conn> take_idle(const PoolKey& key);
+  void put_idle(std::unique_ptr<Conn> c);
 
-  asio::any_io_executor executor_;
   ClientConfig config_;
   mutable std::mutex mu_;
-  std::map<std::string, std::vector<std::unique_ptr<Conn>>> idle_;
+  std::map<PoolKey, std::vector<std::unique_ptr<Conn>>> idle_;
 };
 
 // One-shot requests on a fresh connection (closed afterwards), on the calling coroutine's executor.

@@ -114,9 +114,16 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
 
 struct Server::Impl {
   explicit Impl(ServerConfig c)
-      : cfg(std::move(c)),
-        ioc(std::make_unique<asio::io_context>(std::max(1, cfg.io_threads))),
-        acceptor(asio::make_strand(*ioc)) {}
+      : cfg(std::move(c)), iocs(make_contexts(cfg.io_threads)), acceptor(*iocs[0]) {}
+
+  // One io_context per thread, each run by that thread alone (as nginx and HAProxy do): a
+  // connection never needs a strand, and the executor it carries fits in any_io_executor's small
+  // buffer. A strand executor does not, which cost dozens of allocations per proxied request.
+  static std::vector<std::unique_ptr<asio::io_context>> make_contexts(int threads) {
+    std::vector<std::unique_ptr<asio::io_context>> v;
+    for (int i = 0; i < std::max(1, threads); ++i) v.push_back(std::make_unique<asio::io_context>(1));
+    return v;
+  }
 
   asio::awaitable<void> accept_loop();
   void connection_done(std::uint64_t id);
@@ -134,7 +141,9 @@ struct Server::Impl {
   bool stopped = false;
   std::atomic<bool> stopping{false};
   std::uint16_t bound_port = 0;
-  std::unique_ptr<asio::io_context> ioc;
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;  // run() until stop()
+  std::size_t next_ioc = 0;  // connections are dealt out round-robin
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
 };
@@ -165,7 +174,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     });
   }
 
-  // Used by Response; all on the connection's strand.
+  // Used by Response; all on the connection's thread.
   template <class Message>
   asio::awaitable<bool> write_message(Message& m) {
     error_code ec;
@@ -463,7 +472,8 @@ asio::awaitable<void> Server::Impl::accept_loop() {
   asio::steady_timer backoff(acceptor.get_executor());
   for (;;) {
     error_code ec;
-    tcp::socket sock = co_await acceptor.async_accept(asio::make_strand(*ioc), ec_token(ec));
+    asio::io_context& ctx = *iocs[next_ioc++ % iocs.size()];
+    tcp::socket sock = co_await acceptor.async_accept(ctx, ec_token(ec));
     if (stopping || ec == asio::error::operation_aborted || !acceptor.is_open()) break;
     if (ec) {  // e.g. out of fds: back off instead of spinning; existing connections will free some
       backoff.expires_after(std::chrono::milliseconds(50));
@@ -527,11 +537,12 @@ void Server::start() {
     --s.live;
     s.cv.notify_all();
   });
-  for (int i = 0; i < std::max(1, s.cfg.io_threads); ++i) {
-    s.threads.emplace_back([&s] {
+  for (auto& ioc : s.iocs) {
+    s.work.push_back(asio::make_work_guard(*ioc));
+    s.threads.emplace_back([&ioc = *ioc] {
       for (;;) {
         try {
-          s.ioc->run();
+          ioc.run();
           return;
         } catch (const std::exception& e) {  // a bug in a completion handler: keep serving
           fmt::print(stderr, "llmd http: io thread caught: {}\n", e.what());
@@ -570,8 +581,9 @@ void Server::stop() {
     std::unique_lock lk(s.mu);
     s.cv.wait_for(lk, s.cfg.stop_grace, [&] { return s.live == 0; });
   }
-  // Whatever still runs (a handler ignoring cancellation) is destroyed with the io_context.
-  s.ioc->stop();
+  // Whatever still runs (a handler ignoring cancellation) is destroyed with the io_contexts.
+  s.work.clear();
+  for (auto& ioc : s.iocs) ioc->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
 }
@@ -583,7 +595,7 @@ const ServerConfig& Server::config() const {
   return impl_->cfg;
 }
 asio::io_context& Server::io_context() {
-  return *impl_->ioc;
+  return *impl_->iocs[0];
 }
 
 }  // namespace llmd::http

@@ -2,9 +2,10 @@
 // HTTP/1.1 server for the OpenAI-compatible API (and later the router and kvstore). Beast stays in
 // http_server.cpp: this header only needs Asio's awaitable, so including it is cheap.
 //
-// Threading: `io_threads` threads run one io_context; each connection lives on its own strand, and
-// its handler runs on that strand. Handlers are coroutines; anything slow (the engine) runs on its
-// own thread and hands results back through llmd::AsyncQueue, never by blocking the io threads.
+// Threading: each of `io_threads` threads runs its own io_context; a connection lives on one of
+// them (dealt round-robin), and its handler runs on that thread. Handlers are coroutines; anything slow (the
+// engine) runs on its own thread and hands results back through llmd::AsyncQueue, never by blocking the io
+// threads.
 #include "common/async_queue.hpp"
 #include "common/http_headers.hpp"
 
@@ -123,7 +124,7 @@ class Server {
 
   std::uint16_t port() const;
   const ServerConfig& config() const;
-  // The server's io_context, e.g. for co_spawning helpers next to the handlers.
+  // The first thread's io_context, e.g. for co_spawning helpers next to the handlers.
   asio::io_context& io_context();
 
   struct Impl;

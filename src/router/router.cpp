@@ -27,7 +27,7 @@ struct Router::Impl {
   http::Client client;
 
   Impl(Router& router, http::ClientConfig cc)
-      : r(router), client(router.server_->io_context().get_executor(), cc) {}
+      : r(router), client(cc) {}
 
   bool authorized(const http::Request& req) const {
     if (r.cfg_.api_key.empty()) return true;

@@ -55,7 +55,7 @@ http::ClientConfig client_config(const ScraperConfig& c) {
 }  // namespace
 
 Scraper::Scraper(asio::any_io_executor ex, ScraperConfig config, RouterMetrics* metrics)
-    : ex_(ex), config_(std::move(config)), metrics_(metrics), client_(ex, client_config(config_)) {}
+    : ex_(ex), config_(std::move(config)), metrics_(metrics), client_(client_config(config_)) {}
 
 Scraper::~Scraper() {
   std::lock_guard lock(mu_);

@@ -37,7 +37,7 @@ TEST(HttpClient, PoolReusesConnections) {
   s.route("GET", "/port", port_echo());
   s.start();
   asio::io_context ioc;
-  Client client(ioc.get_executor());
+  Client client;
   std::vector<std::string> ports;
   asio::co_spawn(
       ioc,
@@ -61,7 +61,7 @@ TEST(HttpClient, RetriesWhenThePooledConnectionWasClosed) {
   s.route("GET", "/port", port_echo());
   s.start();
   asio::io_context ioc;
-  Client client(ioc.get_executor());
+  Client client;
   std::vector<ClientResponse> rs;
   asio::co_spawn(
       ioc,
@@ -126,7 +126,7 @@ TEST(HttpClient, PooledStreamWithCoroutineCallback) {
   });
   s.start();
   asio::io_context ioc;
-  Client client(ioc.get_executor());
+  Client client;
   std::string got;
   int status = 0;
   asio::co_spawn(

@@ -204,7 +204,7 @@ TEST(HttpServer, ConcurrentKeepAliveClients) {
   });
   s.start();
   asio::io_context ioc;
-  Client client(ioc.get_executor());
+  Client client;
   std::atomic<int> ok = 0;
   constexpr int kClients = 16, kEach = 25;
   for (int c = 0; c < kClients; ++c) {
