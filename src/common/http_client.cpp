@@ -2,9 +2,11 @@
 #include "common/http_client.hpp"
 
 #include "common/error.hpp"
+#include "common/http_wire.hpp"
 
 #include <fmt/format.h>
 
+#include <array>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <limits>
@@ -25,6 +27,7 @@ struct Client::Conn {
   PoolKey key;
   beast::tcp_stream stream;
   beast::flat_buffer buf;
+  std::string head;  // each request head on this connection is written here (no allocation)
   // Body pieces are parsed into this, once per connection: on the coroutine frame it would make
   // every exchange a 16 KiB allocation (and glibc consolidates its fast bins for each of those).
   std::unique_ptr<char[]> piece = std::make_unique<char[]>(kReadChunk);
@@ -82,16 +85,20 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
                                          const std::string& body, const Headers& headers,
                                          const ClientConfig& cfg, ChunkCallback* on_chunk, Outcome& out) {
   ClientResponse resp;
-  bhttp::request<bhttp::string_body> req;
-  req.version(11);
-  req.method_string(bsv(method));
-  req.target(bsv(target));
-  if (!headers.contains("Host")) req.set(bhttp::field::host, fmt::format("{}:{}", host, port));
-  for (const auto& [k, v] : headers) req.insert(bsv(k), bsv(v));
-  req.body() = body;
-  if (!body.empty() || method_has_body(method)) req.content_length(body.size());
+  std::string& h = c.head;
+  h.clear();
+  if (method.find_first_of(" \r\n") != std::string::npos ||
+      target.find_first_of(" \r\n") != std::string::npos)
+    fail("HTTP: method or target holds a space or line break");
+  fmt::format_to(std::back_inserter(h), "{} {} HTTP/1.1\r\n", method, target);
+  if (!headers.contains("Host")) fmt::format_to(std::back_inserter(h), "Host: {}:{}\r\n", host, port);
+  for (const auto& [k, v] : headers) wire::append_field(h, k, v);
+  if (!body.empty() || method_has_body(method))
+    fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", body.size());
+  h += wire::kCrlf;
   c.stream.expires_after(cfg.io_timeout);
-  co_await bhttp::async_write(c.stream, req, ec_token(out.ec));
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
+  co_await asio::async_write(c.stream, bufs, wire::all_at_once, ec_token(out.ec));
   if (out.ec) co_return resp;
 
   bhttp::response_parser<bhttp::buffer_body> p;

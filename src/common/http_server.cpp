@@ -3,17 +3,18 @@
 #include "common/http_server.hpp"
 
 #include "common/error.hpp"
+#include "common/http_wire.hpp"
 
 #include <fmt/format.h>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -182,18 +183,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     co_await bhttp::async_write(stream_, m, ec_token(ec));
     co_return ok(ec);
   }
-  template <class Serializer>
-  asio::awaitable<bool> write_header(Serializer& sr) {
-    error_code ec;
-    stream_.expires_after(srv_.cfg.write_timeout);
-    co_await bhttp::async_write_header(stream_, sr, ec_token(ec));
-    co_return ok(ec);
-  }
   template <class Buffers>
   asio::awaitable<bool> write_buffers(const Buffers& b) {
     error_code ec;
     stream_.expires_after(srv_.cfg.write_timeout);
-    co_await asio::async_write(stream_, b, ec_token(ec));
+    co_await asio::async_write(stream_, b, wire::all_at_once, ec_token(ec));
     co_return ok(ec);
   }
 
@@ -210,6 +204,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void watch(std::uint64_t generation);
   void stop_watch();
   asio::awaitable<void> linger();
+
+  friend class http::Response;
+  std::string head_;  // every response head on this connection is written here (no allocation)
 
   Server::Impl& srv_;
   beast::tcp_stream stream_;
@@ -388,21 +385,32 @@ void Connection::stop_watch() {
 
 // ---- Response ----
 
+std::string& Response::begin_head(int status, std::string_view content_type, const Headers& extra_headers) {
+  std::string& h = conn_->head_;
+  h.clear();
+  const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  fmt::format_to(std::back_inserter(h), "HTTP/1.1 {} {}\r\n", status,
+                 std::string_view(reason.data(), reason.size()));
+  wire::append_field(h, "Content-Type", content_type);
+  for (const auto& [k, v] : extra_headers) wire::append_field(h, k, v);
+  if (!keep_alive_) h += "Connection: close\r\n";
+  return h;
+}
+
 asio::awaitable<bool> Response::send(int status, std::string_view content_type, std::string body,
                                      const Headers& extra_headers) {
   if (state_ != State::kNone) fail("HTTP response already started");
+  std::string& h = begin_head(status, content_type, extra_headers);  // may throw: nothing sent yet
   state_ = State::kDone;
   if (cancel_->fired()) {
     failed_ = true;
     co_return false;
   }
-  bhttp::response<bhttp::string_body> m{static_cast<bhttp::status>(status), 11};
-  m.set(bhttp::field::content_type, bsv(content_type));
-  for (const auto& [k, v] : extra_headers) m.insert(bsv(k), bsv(v));
-  m.keep_alive(keep_alive_);
-  m.body() = std::move(body);
-  m.prepare_payload();
-  bool ok = co_await conn_->write_message(m);
+  if (status >= 200 && status != 204 && status != 304)  // RFC 9110 8.6: those carry no length
+    fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", body.size());
+  h += wire::kCrlf;
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
+  bool ok = co_await conn_->write_buffers(bufs);
   failed_ |= !ok;
   co_return ok;
 }
@@ -415,28 +423,23 @@ asio::awaitable<bool> Response::send_error(int status, std::string_view message,
 asio::awaitable<bool> Response::start_stream(int status, std::string_view content_type,
                                              const Headers& extra_headers, std::string_view first_chunk) {
   if (state_ != State::kNone) fail("HTTP response already started");
+  std::string& h = begin_head(status, content_type, extra_headers);  // may throw: nothing sent yet
   state_ = State::kStreaming;
   if (cancel_->fired()) {
     failed_ = true;
     co_return false;
   }
-  bhttp::response<bhttp::empty_body> m{static_cast<bhttp::status>(status), 11};
-  m.set(bhttp::field::content_type, bsv(content_type));
-  for (const auto& [k, v] : extra_headers) m.insert(bsv(k), bsv(v));
-  m.keep_alive(keep_alive_);
-  m.chunked(true);
+  h += "Transfer-Encoding: chunked\r\n\r\n";
   bool ok = false;
   if (first_chunk.empty()) {
-    bhttp::response_serializer<bhttp::empty_body> sr{m};
-    ok = co_await conn_->write_header(sr);
+    ok = co_await conn_->write_buffers(asio::buffer(h));
   } else {
     // The head and the first chunk in one write: a proxy relaying a stream saves a system call
     // (and a packet) per response.
-    std::ostringstream head;
-    head << m.base();
-    const std::string h = head.str();
-    ok = co_await conn_->write_buffers(beast::buffers_cat(
-        asio::buffer(h), bhttp::make_chunk(asio::buffer(first_chunk.data(), first_chunk.size()))));
+    h += wire::ChunkHead(first_chunk.size()).view();
+    const std::array<asio::const_buffer, 3> bufs{asio::buffer(h), asio::buffer(first_chunk),
+                                                 asio::buffer(wire::kCrlf)};
+    ok = co_await conn_->write_buffers(bufs);
   }
   failed_ |= !ok;
   co_return ok;
@@ -449,7 +452,10 @@ asio::awaitable<bool> Response::write(std::string_view chunk) {
     co_return false;
   }
   if (chunk.empty()) co_return true;  // an empty chunk would end the stream
-  bool ok = co_await conn_->write_buffers(bhttp::make_chunk(asio::buffer(chunk.data(), chunk.size())));
+  const wire::ChunkHead head(chunk.size());
+  const std::array<asio::const_buffer, 3> bufs{asio::buffer(head.view()), asio::buffer(chunk),
+                                               asio::buffer(wire::kCrlf)};
+  bool ok = co_await conn_->write_buffers(bufs);
   failed_ |= !ok;
   co_return ok;
 }
@@ -461,7 +467,7 @@ asio::awaitable<bool> Response::finish() {
     failed_ = true;
     co_return false;
   }
-  bool ok = co_await conn_->write_buffers(bhttp::make_chunk_last());
+  bool ok = co_await conn_->write_buffers(asio::buffer(wire::kLastChunk));
   failed_ |= !ok;
   co_return ok;
 }

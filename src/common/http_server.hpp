@@ -89,6 +89,8 @@ class Response {
   enum class State { kNone, kStreaming, kDone };
   Response(detail::Connection* conn, CancelSignal* cancel, bool keep_alive)
       : conn_(conn), cancel_(cancel), keep_alive_(keep_alive) {}
+  // The status line, Content-Type, the extra fields and Connection, in the connection's buffer.
+  std::string& begin_head(int status, std::string_view content_type, const Headers& extra_headers);
 
   detail::Connection* conn_;
   CancelSignal* cancel_;

@@ -32,6 +32,29 @@ TEST(HttpClient, FetchRoundTrip) {
   EXPECT_EQ(r.headers.get_or("Content-Type", ""), "application/json");
 }
 
+// Heads are written by hand: a line break in a field or the target would let one request carry
+// another past the server (request smuggling). Both ends refuse, and the server stays up.
+TEST(HttpClient, LineBreaksInHeadsAreRefusedAtBothEnds) {
+  Server s;
+  s.route("GET", "/inject", [](Request& req, Response& res) -> asio::awaitable<void> {
+    Headers extra;
+    extra.add("X-Echo", std::string(*req.headers.get("x-value")) + "\r\nSet-Cookie: evil");
+    co_await res.send(200, "text/plain", "never", extra);
+  });
+  s.route("GET", "/ok", port_echo());
+  s.start();
+  Headers bad;
+  bad.add("X-Value", "a\r\nX-Smuggled: 1");
+  EXPECT_THROW(fetch("127.0.0.1", s.port(), "GET", "/ok", "", bad), Error);
+  EXPECT_THROW(fetch("127.0.0.1", s.port(), "GET", "/ok HTTP/1.1\r\nX: y\r\n\r\nGET /ok"), Error);
+  Headers good;
+  good.add("X-Value", "a");
+  auto r = fetch("127.0.0.1", s.port(), "GET", "/inject", "", good);
+  EXPECT_EQ(r.status, 500);  // the handler's send() threw: nothing of its head went out
+  EXPECT_FALSE(r.headers.contains("Set-Cookie"));
+  EXPECT_EQ(fetch("127.0.0.1", s.port(), "GET", "/ok").status, 200);
+}
+
 TEST(HttpClient, PoolReusesConnections) {
   Server s;
   s.route("GET", "/port", port_echo());
