@@ -153,10 +153,11 @@ namespace detail {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server::Impl& srv, tcp::socket sock) : srv_(srv), stream_(std::move(sock)) {
+  Connection(Server::Impl& srv, tcp::socket sock)
+      : srv_(srv), stream_(std::move(sock)), timer_(stream_.get_executor()) {
     error_code ec;
-    stream_.socket().non_blocking(true, ec);  // for watch()'s synchronous read: never blocks a thread
-    auto ep = stream_.socket().remote_endpoint(ec);
+    stream_.non_blocking(true, ec);  // for watch()'s synchronous read: never blocks a thread
+    auto ep = stream_.remote_endpoint(ec);
     if (!ec) {
       remote_address_ = ep.address().to_string();
       remote_port_ = ep.port();
@@ -170,8 +171,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void shutdown() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
       self->cancel_.fire();
+      self->timer_.cancel();
       error_code ec;
-      self->stream_.socket().close(ec);
+      self->stream_.close(ec);
     });
   }
 
@@ -179,15 +181,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   template <class Message>
   asio::awaitable<bool> write_message(Message& m) {
     error_code ec;
-    stream_.expires_after(srv_.cfg.write_timeout);
+    expires_after(srv_.cfg.write_timeout);
     co_await bhttp::async_write(stream_, m, ec_token(ec));
+    expires_never();  // between writes a handler may wait on the engine as long as it likes
     co_return ok(ec);
   }
   template <class Buffers>
   asio::awaitable<bool> write_buffers(const Buffers& b) {
     error_code ec;
-    stream_.expires_after(srv_.cfg.write_timeout);
+    expires_after(srv_.cfg.write_timeout);
     co_await asio::async_write(stream_, b, wire::all_at_once, ec_token(ec));
+    expires_never();
     co_return ok(ec);
   }
 
@@ -208,8 +212,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
   friend class http::Response;
   std::string head_;  // every response head on this connection is written here (no allocation)
 
+  // One timer per connection, re-armed lazily: setting a deadline is a store, and the timer, when
+  // it wakes, re-arms for the deadline as it is then. Beast's tcp_stream armed and cancelled a
+  // timer around every operation, ten timer-queue updates per request. A deadline that passes
+  // closes the socket, which ends whatever operation is pending.
+  void expires_after(std::chrono::milliseconds d) {
+    deadline_ = Clock::now() + d;
+    if (deadline_ < armed_) arm();
+  }
+  void expires_never() { deadline_ = Clock::time_point::max(); }
+  void arm() {
+    armed_ = deadline_;
+    timer_.expires_at(armed_);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec == asio::error::operation_aborted) return;  // re-armed earlier, or the connection ended
+      self->armed_ = Clock::time_point::max();
+      if (self->deadline_ == Clock::time_point::max()) return;
+      if (Clock::now() < self->deadline_) return self->arm();
+      self->stream_.close(ec);
+    });
+  }
+
+  using Clock = std::chrono::steady_clock;
   Server::Impl& srv_;
-  beast::tcp_stream stream_;
+  tcp::socket stream_;
+  asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point armed_ = Clock::time_point::max();
   beast::flat_buffer buf_;
   CancelSignal cancel_;
   std::string remote_address_;
@@ -224,13 +253,13 @@ asio::awaitable<void> Connection::run() {
   error_code ec;
   while (!srv_.stopping && !cancel_.fired()) {
     if (buf_.size() == 0) {  // idle between requests: the idle timeout applies
-      stream_.expires_after(cfg.idle_timeout);
+      expires_after(cfg.idle_timeout);
       auto n = co_await stream_.async_read_some(buf_.prepare(kReadChunk), ec_token(ec));
       if (ec) break;
       buf_.commit(n);
     }
     // From here the whole request must arrive within read_timeout: a stalled client costs nothing.
-    stream_.expires_after(cfg.read_timeout);
+    expires_after(cfg.read_timeout);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(cfg.max_header_bytes, UINT32_MAX)));
     parser.body_limit(cfg.max_body_bytes);  // checked against Content-Length before reading the body
@@ -244,17 +273,19 @@ asio::awaitable<void> Connection::run() {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await asio::async_write(stream_, asio::buffer(kContinue), ec_token(ec));
       if (ec) break;
-      stream_.expires_after(cfg.read_timeout);
+      expires_after(cfg.read_timeout);
     }
     if (!parser.is_done()) co_await bhttp::async_read(stream_, buf_, parser, ec_token(ec));
     if (ec) {
       co_await reject(ec);
       break;
     }
+    expires_never();  // the handler's own time is not limited; its writes are
     if (!co_await serve(parser.release())) break;
   }
-  stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  timer_.cancel();  // its pending wait holds this connection alive
+  stream_.shutdown(tcp::socket::shutdown_both, ec);
+  stream_.close(ec);
 }
 
 asio::awaitable<void> Connection::reject(const error_code& ec) {
@@ -282,8 +313,8 @@ asio::awaitable<void> Connection::reject(const error_code& ec) {
 
 asio::awaitable<void> Connection::linger() {
   error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream_.expires_after(kLingerTime);
+  stream_.shutdown(tcp::socket::shutdown_send, ec);
+  expires_after(kLingerTime);
   std::size_t drained = 0;
   char scratch[kReadChunk];
   while (!ec && drained < kLingerBytes) {
@@ -359,12 +390,12 @@ asio::awaitable<void> Connection::call_handler(Handler& h, Request& req, Respons
 // A readiness wait, not a pending read: it costs no system call and no coroutine until the client
 // sends something, which for almost every request is never (this runs once per request).
 void Connection::watch(std::uint64_t generation) {
-  stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), generation](error_code ec) {
+  stream_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), generation](error_code ec) {
     if (generation != self->watch_generation_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       // Pipelined bytes beyond a header's worth wait in the kernel: we only need to see EOF/reset.
       if (self->buf_.size() >= self->srv_.cfg.max_header_bytes) return;
-      const std::size_t n = self->stream_.socket().read_some(self->buf_.prepare(kReadChunk), ec);
+      const std::size_t n = self->stream_.read_some(self->buf_.prepare(kReadChunk), ec);
       self->buf_.commit(n);
       if (!ec || ec == asio::error::would_block) return self->watch(generation);
     }
@@ -378,7 +409,7 @@ void Connection::stop_watch() {
   if (!watching_) return;
   watching_ = false;
   error_code ec;
-  stream_.socket().cancel(ec);  // nothing else is pending on the socket between handler and next read
+  stream_.cancel(ec);  // nothing else is pending on the socket between handler and next read
 }
 
 }  // namespace detail

@@ -271,6 +271,34 @@ TEST(HttpServer, StalledClientIsDroppedAfterReadTimeout) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
 }
 
+// write_timeout bounds each write, not the pauses between them: a stream that waits on the engine
+// longer than the timeout is fine, a client that stops reading is dropped.
+TEST(HttpServer, WriteTimeoutDropsAClientThatStopsReadingButNotAPause) {
+  ServerConfig cfg;
+  cfg.write_timeout = 200ms;
+  Server s(cfg);
+  std::atomic<bool> flood_ended{false};
+  s.route("GET", "/pause", [](Request&, Response& res) -> asio::awaitable<void> {
+    co_await res.start_stream(200, "text/plain");
+    co_await res.write("before ");
+    co_await sleep_for(500ms);
+    co_await res.write("after");
+    co_await res.finish();
+  });
+  s.route("GET", "/flood", [&](Request&, Response& res) -> asio::awaitable<void> {
+    co_await res.start_stream(200, "text/plain");
+    const std::string piece(1 << 20, 'x');
+    while (co_await res.write(piece)) {
+    }
+    flood_ended = true;
+  });
+  s.start();
+  EXPECT_EQ(fetch("127.0.0.1", s.port(), "GET", "/pause").body, "before after");
+  RawConn stuck(s.port());
+  stuck.send("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n");  // and never reads
+  EXPECT_TRUE(eventually([&] { return flood_ended.load(); }, 5s));
+}
+
 TEST(HttpServer, StreamsThousandChunksCompleteAndInOrder) {
   Server s;
   s.route("POST", "/stream", [](Request&, Response& res) -> asio::awaitable<void> {
