@@ -1,6 +1,7 @@
 // The Beast half of the HTTP client (one translation unit: Beast is slow to compile).
 #include "common/http_client.hpp"
 
+#include "common/deadline.hpp"
 #include "common/error.hpp"
 #include "common/http_wire.hpp"
 
@@ -24,8 +25,16 @@ constexpr std::size_t kReadChunk = 16 << 10;
 
 struct Client::Conn {
   Conn(asio::any_io_executor ex, PoolKey k) : key(std::move(k)), stream(std::move(ex)) {}
+  // After each operation: no limit until the next one (a proxy's callback may take its time), and
+  // the error is "timed out" when the deadline is what ended it.
+  error_code op_done(error_code ec) {
+    deadline.expires_never();
+    return ec && deadline.expired() ? beast::error::timeout : ec;
+  }
+
   PoolKey key;
-  beast::tcp_stream stream;
+  tcp::socket stream;
+  Deadline deadline{stream};
   beast::flat_buffer buf;
   std::string head;  // each request head on this connection is written here (no allocation)
   // Body pieces are parsed into this, once per connection: on the coroutine frame it would make
@@ -61,12 +70,13 @@ asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor e
   auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), ec_token(ec));
   if (ec) throw ConnectError(fmt::format("HTTP: cannot resolve {}: {}", host, ec.message()), false);
   auto c = std::make_unique<Client::Conn>(ex, std::move(key));
-  c->stream.expires_after(cfg.connect_timeout);
-  co_await c->stream.async_connect(endpoints, ec_token(ec));
+  c->deadline.expires_after(cfg.connect_timeout);
+  co_await asio::async_connect(c->stream, endpoints, ec_token(ec));
+  ec = c->op_done(ec);
   if (ec)
     throw ConnectError(fmt::format("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec)),
                        ec == beast::error::timeout);
-  c->stream.socket().set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
+  c->stream.set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
   co_return c;
 }
 
@@ -96,9 +106,10 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   if (!body.empty() || method_has_body(method))
     fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", body.size());
   h += wire::kCrlf;
-  c.stream.expires_after(cfg.io_timeout);
+  c.deadline.expires_after(cfg.io_timeout);
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
   co_await asio::async_write(c.stream, bufs, wire::all_at_once, ec_token(out.ec));
+  out.ec = c.op_done(out.ec);
   if (out.ec) co_return resp;
 
   bhttp::response_parser<bhttp::buffer_body> p;
@@ -107,8 +118,9 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   // Content-Length against an empty optional as "greater" and rejects every body.
   p.body_limit(std::numeric_limits<std::uint64_t>::max());
   if (method == "HEAD") p.skip(true);
-  c.stream.expires_after(cfg.io_timeout);
+  c.deadline.expires_after(cfg.io_timeout);
   co_await bhttp::async_read_header(c.stream, c.buf, p, ec_token(out.ec));
+  out.ec = c.op_done(out.ec);
   if (out.ec) co_return resp;
   out.got_header = true;
   resp.status = p.get().result_int();
@@ -119,9 +131,10 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   while (!p.is_done()) {
     p.get().body().data = piece;
     p.get().body().size = kReadChunk;
-    c.stream.expires_after(cfg.io_timeout);
+    c.deadline.expires_after(cfg.io_timeout);
     // read_some, not read: it returns as soon as any body arrived, so each SSE event is seen at once.
     co_await bhttp::async_read_some(c.stream, c.buf, p, ec_token(out.ec));
+    out.ec = c.op_done(out.ec);
     if (out.ec == bhttp::error::need_buffer) out.ec = {};
     if (out.ec) co_return resp;
     std::size_t n = kReadChunk - p.get().body().size;
@@ -219,6 +232,7 @@ std::unique_ptr<Client::Conn> Client::take_idle(const PoolKey& key) {
 }
 
 void Client::put_idle(std::unique_ptr<Conn> c) {
+  c->deadline.disarm();
   c->idle_since = std::chrono::steady_clock::now();
   std::lock_guard lk(mu_);
   auto& v = idle_[c->key];

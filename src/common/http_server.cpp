@@ -2,6 +2,7 @@
 // translation unit (DESIGN.md).
 #include "common/http_server.hpp"
 
+#include "common/deadline.hpp"
 #include "common/error.hpp"
 #include "common/http_wire.hpp"
 
@@ -153,8 +154,7 @@ namespace detail {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server::Impl& srv, tcp::socket sock)
-      : srv_(srv), stream_(std::move(sock)), timer_(stream_.get_executor()) {
+  Connection(Server::Impl& srv, tcp::socket sock) : srv_(srv), stream_(std::move(sock)) {
     error_code ec;
     stream_.non_blocking(true, ec);  // for watch()'s synchronous read: never blocks a thread
     auto ep = stream_.remote_endpoint(ec);
@@ -171,7 +171,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void shutdown() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
       self->cancel_.fire();
-      self->timer_.cancel();
       error_code ec;
       self->stream_.close(ec);
     });
@@ -212,33 +211,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   friend class http::Response;
   std::string head_;  // every response head on this connection is written here (no allocation)
 
-  // One timer per connection, re-armed lazily: setting a deadline is a store, and the timer, when
-  // it wakes, re-arms for the deadline as it is then. Beast's tcp_stream armed and cancelled a
-  // timer around every operation, ten timer-queue updates per request. A deadline that passes
-  // closes the socket, which ends whatever operation is pending.
-  void expires_after(std::chrono::milliseconds d) {
-    deadline_ = Clock::now() + d;
-    if (deadline_ < armed_) arm();
-  }
-  void expires_never() { deadline_ = Clock::time_point::max(); }
-  void arm() {
-    armed_ = deadline_;
-    timer_.expires_at(armed_);
-    timer_.async_wait([self = shared_from_this()](error_code ec) {
-      if (ec == asio::error::operation_aborted) return;  // re-armed earlier, or the connection ended
-      self->armed_ = Clock::time_point::max();
-      if (self->deadline_ == Clock::time_point::max()) return;
-      if (Clock::now() < self->deadline_) return self->arm();
-      self->stream_.close(ec);
-    });
-  }
+  void expires_after(std::chrono::milliseconds d) { deadline_.expires_after(d); }
+  void expires_never() { deadline_.expires_never(); }
 
-  using Clock = std::chrono::steady_clock;
   Server::Impl& srv_;
   tcp::socket stream_;
-  asio::steady_timer timer_;
-  Clock::time_point deadline_ = Clock::time_point::max();
-  Clock::time_point armed_ = Clock::time_point::max();
+  Deadline deadline_{stream_};
   beast::flat_buffer buf_;
   CancelSignal cancel_;
   std::string remote_address_;
@@ -283,7 +261,6 @@ asio::awaitable<void> Connection::run() {
     expires_never();  // the handler's own time is not limited; its writes are
     if (!co_await serve(parser.release())) break;
   }
-  timer_.cancel();  // its pending wait holds this connection alive
   stream_.shutdown(tcp::socket::shutdown_both, ec);
   stream_.close(ec);
 }
