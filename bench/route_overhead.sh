@@ -40,6 +40,7 @@ pids+=($!)
 wait_healthy "$sport"
 "$llmd" route --port "$rport" --http-threads "$threads" --endpoints "127.0.0.1:$sport" --kv-fingerprint sim:vocab32000 >"$work/router.log" 2>&1 &
 pids+=($!)
+declare -A pid_of=([route]=$!)
 cat >"$work/haproxy.cfg" <<EOF
 global
   maxconn 8192
@@ -59,6 +60,7 @@ backend b
 EOF
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 pids+=($!)
+pid_of[haproxy]=$!
 wait_healthy "$rport"
 wait_healthy "$hport"
 sleep 0.3
@@ -70,24 +72,29 @@ one() {
   python3 -c "import json; j = json.load(open('$work/out.json')); e = j['e2e_ms']; \
 print(e['p50'], e['p99'], j['request_throughput'], j['requests_failed'])"
 }
-declare -A lat thr
+cpu_ticks() { [[ -n $1 ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+declare -A lat thr cpu
 for _ in $(seq "$runs"); do
   for target in direct:$sport route:$rport haproxy:$hport; do
     name=${target%%:*} port=${target#*:}
     lat[$name]+="$(one "$port" --request-rate 1000)"$'\n'
+    c0=$(cpu_ticks "${pid_of[$name]:-}")
     thr[$name]+="$(one "$port" --request-rate inf --max-concurrency 64)"$'\n'
+    # The proxy's own CPU per request (user + system), steadier than req/s on shared cores.
+    [[ -n ${pid_of[$name]:-} ]] && cpu[$name]+="$(( ($(cpu_ticks "${pid_of[$name]}") - c0) * 1000000 / $(getconf CLK_TCK) / requests ))"$'\n'
   done
 done
 col() { printf '%s' "$1" | awk -v c="$2" 'NF {print $c}' | median; }
 echo "one llmd serve --sim (zero latency), proxies with $threads I/O threads, $requests requests per run, $runs runs alternating, medians; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| path | E2E p50 ms @1000 req/s | E2E p99 ms @1000 req/s | added p50 ms | added p99 ms | max req/s (concurrency 64) | failed |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| path | E2E p50 ms @1000 req/s | E2E p99 ms @1000 req/s | added p50 ms | added p99 ms | max req/s (concurrency 64) | proxy CPU µs/request | failed |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 d50=$(col "${lat[direct]}" 1) d99=$(col "${lat[direct]}" 2)
 for name in direct route haproxy; do
   p50=$(col "${lat[$name]}" 1) p99=$(col "${lat[$name]}" 2) rps=$(col "${thr[$name]}" 3)
   fails=$(printf '%s%s' "${lat[$name]}" "${thr[$name]}" | awk 'NF {s += $4} END {print s}')
   label=$name; [[ $name == route ]] && label="llmd route"
-  awk -v n="$label" -v a="$p50" -v b="$p99" -v c="$d50" -v d="$d99" -v r="$rps" -v f="$fails" \
-    'BEGIN {printf "| %s | %.3f | %.3f | %+.3f | %+.3f | %.0f | %d |\n", n, a, b, a - c, b - d, r, f}'
+  us=$([[ -n ${cpu[$name]:-} ]] && col "${cpu[$name]}" 1 || echo "")
+  awk -v n="$label" -v a="$p50" -v b="$p99" -v c="$d50" -v d="$d99" -v r="$rps" -v f="$fails" -v u="$us" \
+    'BEGIN {printf "| %s | %.3f | %.3f | %+.3f | %+.3f | %.0f | %s | %d |\n", n, a, b, a - c, b - d, r, u, f}'
 done
