@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # the EPP (Envoy ext_proc)
   prometheus
   haproxy  # bench/route_overhead.sh compares the router with it
+  valgrind curl  # bench/route_instructions.sh counts the router's instructions per request
   clang-format
   libxml2-utils  # xmllint: the bench plot test checks its SVG is well-formed XML
 )

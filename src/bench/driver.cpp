@@ -82,6 +82,7 @@ std::string request_body(const BenchRequest& req, const DriverConfig& cfg) {
     j["prompt"] = req.prompt_text;
   }
   if (req.max_tokens > 0) j["max_tokens"] = req.max_tokens;
+  j["temperature"] = cfg.temperature;
   j["stream"] = true;
   j["stream_options"] = {{"include_usage", true}};
   // The benchmark asks for exactly max_tokens: an early EOS would make lengths (and TPOT) vary.
@@ -111,12 +112,7 @@ struct Stream {
 class Driver {
  public:
   Driver(Workload& w, const DriverConfig& cfg)
-      : w_(w),
-        cfg_(cfg),
-        client_(client_config(cfg)),
-        wake_(ioc_),
-        arrive_(ioc_),
-        rng_(cfg.seed) {
+      : w_(w), cfg_(cfg), client_(client_config(cfg)), wake_(ioc_), arrive_(ioc_), rng_(cfg.seed) {
     target_ = endpoint_path(cfg.url, cfg.endpoint);
     headers_.add("Content-Type", "application/json");
     headers_.add("Accept", "text/event-stream");

@@ -45,7 +45,10 @@ struct DriverConfig {
   BaseUrl url;
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;
-  std::string api_key;                   // sent as "Authorization: Bearer KEY" when set
+  std::string api_key;  // sent as "Authorization: Bearer KEY" when set
+  // Sent with every request. 0 (greedy), as `vllm bench serve` sends: sampling costs the server
+  // CPU that is no part of what a serving benchmark measures, and greedy output is repeatable.
+  double temperature = 0;
   double request_rate = kUnlimitedRate;  // requests/s; infinity: all at once
   double burstiness = 1.0;               // gamma shape of the gaps; 1 is Poisson
   uint32_t max_concurrency = 0;          // requests in flight at most; 0: no bound

@@ -202,6 +202,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--model", a->model, "Model name sent in each request")->required();
   cmd->add_option("--endpoint", a->endpoint, "completions or chat")->capture_default_str();
   cmd->add_option("--api-key", a->api_key, "Bearer key")->envname("LLMD_API_KEY");
+  cmd->add_option("--temperature", a->driver.temperature, "Sent with every request (0: greedy)")
+      ->check(CLI::Range(0.0, 2.0))
+      ->capture_default_str();
   bench::WorkloadOptions& w = a->workload;
   cmd->add_option("--workload", w.kind, "random, shared-prefix, multi-turn, sharegpt or trace")
       ->capture_default_str();

@@ -216,6 +216,7 @@ TEST(Driver, BaseUrlAndBody) {
   EXPECT_EQ(b["max_tokens"], 9);
   EXPECT_EQ(b["stream"], true);
   EXPECT_EQ(b["ignore_eos"], true);
+  EXPECT_EQ(b["temperature"], 0.0);  // greedy unless asked, as vllm bench serve
   EXPECT_EQ(b["stream_options"]["include_usage"], true);
   d.endpoint = Endpoint::kChat;
   r.messages = {{"system", "s"}, {"user", "u"}};
