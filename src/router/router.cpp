@@ -26,8 +26,7 @@ struct Router::Impl {
   Router& r;
   http::Client client;
 
-  Impl(Router& router, http::ClientConfig cc)
-      : r(router), client(cc) {}
+  Impl(Router& router, http::ClientConfig cc) : r(router), client(cc) {}
 
   bool authorized(const http::Request& req) const {
     if (r.cfg_.api_key.empty()) return true;
