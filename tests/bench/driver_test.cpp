@@ -584,6 +584,12 @@ TEST(BenchCli, RunsAgainstServeSimAndWritesJson) {
   const json dj = json::parse(cli_test::slurp(json_path));
   EXPECT_EQ(dj["requests_failed"], 5);
   EXPECT_EQ(dj["failures_by_kind"]["connect"], 5);
+
+  // A temperature outside OpenAI's 0..2: refused before anything is sent, in one line.
+  const cli_test::RunResult hot = cli_test::run_llmd(
+      {"bench", "--base-url", "http://127.0.0.1:9", "--model", "m", "--temperature", "3"}, dir);
+  EXPECT_NE(hot.exit_code, 0);
+  cli_test::expect_one_error_line(hot, "--temperature");
 }
 
 }  // namespace
