@@ -45,6 +45,8 @@ struct ClientResponse {
   int status = 0;
   Headers headers;
   std::string body;  // empty for streamed requests: the chunks went to the callback
+  // The body has been read to its end; in a ChunkCallback: the piece it is handed is the last.
+  bool complete = false;
 };
 
 // Called per received body piece, as it arrives (transfer chunks are not re-assembled: an SSE event

@@ -49,10 +49,7 @@ std::string_view default_error_type(int status) {
   }
 }
 
-// Beast 1.74 speaks boost::string_view; these convert at the boundary.
-beast::string_view bsv(std::string_view s) {
-  return {s.data(), s.size()};
-}
+// Beast 1.74 speaks boost::string_view; this converts at the boundary.
 std::string str(beast::string_view s) {
   return {s.data(), s.size()};
 }
@@ -429,26 +426,24 @@ asio::awaitable<bool> Response::send_error(int status, std::string_view message,
 }
 
 asio::awaitable<bool> Response::start_stream(int status, std::string_view content_type,
-                                             const Headers& extra_headers, std::string_view first_chunk) {
+                                             const Headers& extra_headers, std::string_view first_chunk,
+                                             bool last) {
   if (state_ != State::kNone) fail("HTTP response already started");
   std::string& h = begin_head(status, content_type, extra_headers);  // may throw: nothing sent yet
-  state_ = State::kStreaming;
+  state_ = last ? State::kDone : State::kStreaming;
   if (cancel_->fired()) {
     failed_ = true;
     co_return false;
   }
   h += "Transfer-Encoding: chunked\r\n\r\n";
-  bool ok = false;
-  if (first_chunk.empty()) {
-    ok = co_await conn_->write_buffers(asio::buffer(h));
-  } else {
-    // The head and the first chunk in one write: a proxy relaying a stream saves a system call
-    // (and a packet) per response.
-    h += wire::ChunkHead(first_chunk.size()).view();
-    const std::array<asio::const_buffer, 3> bufs{asio::buffer(h), asio::buffer(first_chunk),
-                                                 asio::buffer(wire::kCrlf)};
-    ok = co_await conn_->write_buffers(bufs);
-  }
+  // The head, the first chunk and (with `last`) the end in one write: a proxy relaying a stream
+  // saves a system call (and a packet) per response.
+  if (!first_chunk.empty()) h += wire::ChunkHead(first_chunk.size()).view();
+  const std::string_view tail = first_chunk.empty() ? std::string_view{} : wire::kCrlf;
+  const std::string_view end = last ? wire::kLastChunk : std::string_view{};
+  const std::array<asio::const_buffer, 4> bufs{asio::buffer(h), asio::buffer(first_chunk), asio::buffer(tail),
+                                               asio::buffer(end)};
+  const bool ok = co_await conn_->write_buffers(bufs);
   failed_ |= !ok;
   co_return ok;
 }
@@ -463,19 +458,24 @@ asio::awaitable<bool> Response::write(std::string_view chunk) {
   const wire::ChunkHead head(chunk.size());
   const std::array<asio::const_buffer, 3> bufs{asio::buffer(head.view()), asio::buffer(chunk),
                                                asio::buffer(wire::kCrlf)};
-  bool ok = co_await conn_->write_buffers(bufs);
+  const bool ok = co_await conn_->write_buffers(bufs);
   failed_ |= !ok;
   co_return ok;
 }
 
-asio::awaitable<bool> Response::finish() {
+asio::awaitable<bool> Response::finish(std::string_view last_chunk) {
   if (state_ != State::kStreaming) fail("HTTP finish() outside a stream");
   state_ = State::kDone;
   if (failed_ || cancel_->fired()) {
     failed_ = true;
     co_return false;
   }
-  bool ok = co_await conn_->write_buffers(asio::buffer(wire::kLastChunk));
+  const wire::ChunkHead head(last_chunk.size());
+  const bool data = !last_chunk.empty();
+  const std::array<asio::const_buffer, 4> bufs{
+      asio::buffer(head.view().substr(0, data ? head.len : 0)), asio::buffer(last_chunk),
+      asio::buffer(data ? wire::kCrlf : std::string_view{}), asio::buffer(wire::kLastChunk)};
+  const bool ok = co_await conn_->write_buffers(bufs);
   failed_ |= !ok;
   co_return ok;
 }

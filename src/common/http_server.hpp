@@ -70,11 +70,14 @@ class Response {
                                    std::string_view param = {});
 
   // Chunked transfer encoding; each write() is one chunk, flushed at once (TCP_NODELAY).
-  // `first_chunk`, when given, goes out in the same write as the head.
+  // `first_chunk`, when given, goes out in the same write as the head; with `last` the stream ends
+  // in that write too (a proxy relaying a response that arrived whole).
   asio::awaitable<bool> start_stream(int status, std::string_view content_type,
-                                     const Headers& extra_headers = {}, std::string_view first_chunk = {});
+                                     const Headers& extra_headers = {}, std::string_view first_chunk = {},
+                                     bool last = false);
   asio::awaitable<bool> write(std::string_view chunk);
-  asio::awaitable<bool> finish();
+  // Ends the stream; `last_chunk`, when given, goes out in the same write as the end.
+  asio::awaitable<bool> finish(std::string_view last_chunk = {});
 
   // True once the client disconnected (seen even while the handler is not writing) or the server is
   // stopping. Pass cancel_signal() to AsyncQueue::pop so a waiting handler wakes up at once.

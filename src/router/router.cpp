@@ -86,21 +86,21 @@ struct Router::Impl {
     extra.add("x-llmd-endpoint", e.address());
     http::ChunkCallback cb = [&](const http::ClientResponse& head,
                                  std::string_view chunk) -> asio::awaitable<bool> {
+      // Whatever arrived in one read leaves in one write: the head with the first chunk, the end
+      // with the last.
+      bool ok = true;
       if (!res.headers_sent()) {
         const auto ct = head.headers.get("content-type");
         const std::string type = ct ? std::string(*ct) : std::string(kJson);
         sse = type.starts_with("text/event-stream");
-        if (!co_await res.start_stream(head.status, type, extra, chunk)) {  // head + first chunk: one write
-          client_gone = true;
-          co_return false;
-        }
-        co_return true;
+        ok = co_await res.start_stream(head.status, type, extra, chunk, head.complete);
+      } else if (head.complete) {
+        ok = co_await res.finish(chunk);
+      } else if (!chunk.empty()) {
+        ok = co_await res.write(chunk);
       }
-      if (!chunk.empty() && !co_await res.write(chunk)) {
-        client_gone = true;
-        co_return false;
-      }
-      co_return true;
+      client_gone = !ok;
+      co_return ok;
     };
     e.active.fetch_add(1, std::memory_order_relaxed);
     std::string failure;
@@ -121,7 +121,7 @@ struct Router::Impl {
       if (client_gone) co_return Outcome::kFailed;
       if (!res.headers_sent())
         co_await res.send(status, kJson, "", extra);  // an empty body
-      else
+      else if (!res.finished())
         co_await res.finish();
       co_return Outcome::kDone;
     }

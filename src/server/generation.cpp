@@ -297,6 +297,7 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
                         (c->generated - 1));
 
   if (g.stream) {
+    std::string tail;  // the usage event, [DONE] and the stream's end: one write
     if (g.include_usage) {
       json j = {{"id", rid},
                 {"object", chat ? "chat.completion.chunk" : "text_completion"},
@@ -304,11 +305,10 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
                 {"model", s.cfg.served_model_name},
                 {"choices", json::array()},
                 {"usage", usage_json(choices)}};
-      const std::string event = sse(dump(j));
-      co_await res.write(event);
+      tail = sse(dump(j));
     }
-    co_await res.write(kDoneEvent);
-    co_await res.finish();
+    tail += kDoneEvent;
+    co_await res.finish(tail);
     co_return;
   }
   json out = json::array();
