@@ -9,6 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
   libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # the EPP (Envoy ext_proc)
+  libsimdjson-dev  # the router's per-request body parse
   prometheus
   haproxy  # bench/route_overhead.sh compares the router with it
   valgrind curl  # bench/route_instructions.sh counts the router's instructions per request

@@ -8,8 +8,6 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/block_hash.hpp"
 #include "common/http_headers.hpp"
 
@@ -42,9 +40,9 @@ struct PromptKeyer {
   int32_t block_size = 16;   // the servers' block size
   int32_t max_blocks = 256;  // longer prompts are keyed on their first max_blocks blocks
 
-  // Fills keys, exactness and length from an OpenAI body (completions or chat). Throws
-  // llmd::Error (a 400) for a body without a usable prompt or messages.
-  void key(const nlohmann::json& body, bool chat, SchedRequest& out) const;
+  // Fills model, keys, exactness and length from an OpenAI body's JSON text (completions or chat).
+  // Throws llmd::Error (a 400) for malformed JSON or a body without a usable prompt or messages.
+  void key(std::string_view body, bool chat, SchedRequest& out) const;
 };
 
 }  // namespace llmd::router

@@ -180,11 +180,7 @@ Routed Router::route(std::string_view body_text, Api api, const http::Headers& h
   Routed out;
   SchedRequest& sr = out.request;
   try {
-    if (api != Api::kOther) {
-      const nlohmann::json body = nlohmann::json::parse(body_text);
-      if (!body.is_object()) fail("the body must be a JSON object");
-      keyer_.key(body, api == Api::kChat, sr);
-    }
+    if (api != Api::kOther) keyer_.key(body_text, api == Api::kChat, sr);
   } catch (const std::exception& e) {
     metrics_.proxy_errors.with({"bad_request"}).inc();
     out.status = 400;
