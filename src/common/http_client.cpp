@@ -98,14 +98,17 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   ClientResponse resp;
   std::string& h = c.head;
   h.clear();
-  if (method.find_first_of(" \r\n") != std::string::npos ||
-      target.find_first_of(" \r\n") != std::string::npos)
+  if (wire::breaks_line(method, false) || wire::breaks_line(target, false) ||
+      method.find(' ') != std::string::npos || target.find(' ') != std::string::npos)
     fail("HTTP: method or target holds a space or line break");
-  fmt::format_to(std::back_inserter(h), "{} {} HTTP/1.1\r\n", method, target);
-  if (!headers.contains("Host")) fmt::format_to(std::back_inserter(h), "Host: {}:{}\r\n", host, port);
+  h.append(method).append(" ").append(target).append(" HTTP/1.1\r\n");
+  if (!headers.contains("Host")) {
+    const fmt::format_int digits(port);
+    h.append("Host: ").append(host).append(":").append(digits.data(), digits.size()).append(wire::kCrlf);
+  }
   for (const auto& [k, v] : headers) wire::append_field(h, k, v);
   if (!body.empty() || method_has_body(method))
-    fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", body.size());
+    wire::append_field(h, "Content-Length", body.size());
   h += wire::kCrlf;
   c.deadline.expires_after(cfg.io_timeout);
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};

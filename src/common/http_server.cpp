@@ -394,8 +394,12 @@ std::string& Response::begin_head(int status, std::string_view content_type, con
   std::string& h = conn_->head_;
   h.clear();
   const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
-  fmt::format_to(std::back_inserter(h), "HTTP/1.1 {} {}\r\n", status,
-                 std::string_view(reason.data(), reason.size()));
+  const fmt::format_int code(status);
+  h += "HTTP/1.1 ";
+  h.append(code.data(), code.size());
+  h += ' ';
+  h.append(reason.data(), reason.size());
+  h += wire::kCrlf;
   wire::append_field(h, "Content-Type", content_type);
   for (const auto& [k, v] : extra_headers) wire::append_field(h, k, v);
   if (!keep_alive_) h += "Connection: close\r\n";
@@ -412,7 +416,7 @@ asio::awaitable<bool> Response::send(int status, std::string_view content_type, 
     co_return false;
   }
   if (status >= 200 && status != 204 && status != 304)  // RFC 9110 8.6: those carry no length
-    fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", body.size());
+    wire::append_field(h, "Content-Length", body.size());
   h += wire::kCrlf;
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
   bool ok = co_await conn_->write_buffers(bufs);

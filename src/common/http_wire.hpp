@@ -5,6 +5,7 @@
 #include "common/error.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -16,15 +17,31 @@ namespace llmd::http::wire {
 inline constexpr std::string_view kCrlf = "\r\n";
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
+// True if `s` holds CR or LF (or, for a field name, a colon). One pass: find_first_of ran memchr
+// over the set for every byte, ~4k instructions for a proxied request's heads.
+inline bool breaks_line(std::string_view s, bool colon) {
+  for (const char c : s)
+    if (c == '\r' || c == '\n' || (colon && c == ':')) return true;
+  return false;
+}
+
 // "Name: value\r\n". A name or value with a line break would smuggle a header (or a whole request)
 // past whoever reads ours: refused.
 inline void append_field(std::string& out, std::string_view name, std::string_view value) {
-  if (name.find_first_of("\r\n:") != std::string_view::npos ||
-      value.find_first_of("\r\n") != std::string_view::npos)
+  if (breaks_line(name, true) || breaks_line(value, false))
     fail("HTTP: header '{}' holds a line break or colon", name.substr(0, 64));
   out.append(name);
   out.append(": ");
   out.append(value);
+  out.append(kCrlf);
+}
+
+// "Name: <decimal>\r\n", without fmt's format-string parsing (a few hundred instructions a call).
+inline void append_field(std::string& out, std::string_view name, std::uint64_t value) {
+  const fmt::format_int digits(value);
+  out.append(name);
+  out.append(": ");
+  out.append(digits.data(), digits.size());
   out.append(kCrlf);
 }
 
