@@ -94,7 +94,8 @@ bool method_has_body(std::string_view m) {
 asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& host, std::uint16_t port,
                                          const std::string& method, const std::string& target,
                                          const std::string& body, const Headers& headers,
-                                         const ClientConfig& cfg, ChunkCallback* on_chunk, Outcome& out) {
+                                         const ClientConfig& cfg, const ChunkCallback* on_chunk,
+                                         Outcome& out) {
   ClientResponse resp;
   std::string& h = c.head;
   h.clear();
@@ -107,8 +108,7 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
     h.append("Host: ").append(host).append(":").append(digits.data(), digits.size()).append(wire::kCrlf);
   }
   for (const auto& [k, v] : headers) wire::append_field(h, k, v);
-  if (!body.empty() || method_has_body(method))
-    wire::append_field(h, "Content-Length", body.size());
+  if (!body.empty() || method_has_body(method)) wire::append_field(h, "Content-Length", body.size());
   h += wire::kCrlf;
   c.deadline.expires_after(cfg.io_timeout);
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
@@ -128,6 +128,7 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   if (out.ec) co_return resp;
   out.got_header = true;
   resp.status = p.get().result_int();
+  resp.headers.reserve(static_cast<std::size_t>(std::distance(p.get().begin(), p.get().end())));
   for (const auto& f : p.get()) resp.headers.add(str(f.name_string()), str(f.value()));
 
   char* const piece = c.piece.get();
@@ -188,22 +189,23 @@ Client::Client(ClientConfig config) : config_(std::move(config)) {}
 
 Client::~Client() = default;
 
-asio::awaitable<ClientResponse> Client::request(std::string host, std::uint16_t port, std::string method,
-                                                std::string target, std::string body, Headers headers) {
-  co_return co_await run(std::move(host), port, std::move(method), std::move(target), std::move(body),
-                         std::move(headers), nullptr);
+asio::awaitable<ClientResponse> Client::request(const std::string& host, std::uint16_t port,
+                                                const std::string& method, const std::string& target,
+                                                const std::string& body, const Headers& headers) {
+  co_return co_await run(host, port, method, target, body, headers, nullptr);
 }
 
-asio::awaitable<ClientResponse> Client::stream(std::string host, std::uint16_t port, std::string method,
-                                               std::string target, std::string body, Headers headers,
-                                               ChunkCallback on_chunk) {
-  co_return co_await run(std::move(host), port, std::move(method), std::move(target), std::move(body),
-                         std::move(headers), &on_chunk);
+asio::awaitable<ClientResponse> Client::stream(const std::string& host, std::uint16_t port,
+                                               const std::string& method, const std::string& target,
+                                               const std::string& body, const Headers& headers,
+                                               const ChunkCallback& on_chunk) {
+  co_return co_await run(host, port, method, target, body, headers, &on_chunk);
 }
 
-asio::awaitable<ClientResponse> Client::run(std::string host, std::uint16_t port, std::string method,
-                                            std::string target, std::string body, Headers headers,
-                                            ChunkCallback* on_chunk) {
+asio::awaitable<ClientResponse> Client::run(const std::string& host, std::uint16_t port,
+                                            const std::string& method, const std::string& target,
+                                            const std::string& body, const Headers& headers,
+                                            const ChunkCallback* on_chunk) {
   const auto ex = co_await asio::this_coro::executor;
   PoolKey key{&asio::query(ex, asio::execution::context), host, port};
   for (int attempt = 0;; ++attempt) {

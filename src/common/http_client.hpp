@@ -65,11 +65,15 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  asio::awaitable<ClientResponse> request(std::string host, std::uint16_t port, std::string method,
-                                          std::string target, std::string body = {}, Headers headers = {});
-  asio::awaitable<ClientResponse> stream(std::string host, std::uint16_t port, std::string method,
-                                         std::string target, std::string body, Headers headers,
-                                         ChunkCallback on_chunk);
+  // The arguments are references, not copies (a proxy would copy every body and header list):
+  // they must outlive the operation, as they do when it is awaited in the same expression.
+  asio::awaitable<ClientResponse> request(const std::string& host, std::uint16_t port,
+                                          const std::string& method, const std::string& target,
+                                          const std::string& body = {}, const Headers& headers = {});
+  asio::awaitable<ClientResponse> stream(const std::string& host, std::uint16_t port,
+                                         const std::string& method, const std::string& target,
+                                         const std::string& body, const Headers& headers,
+                                         const ChunkCallback& on_chunk);
 
   std::size_t idle_connections() const;
 
@@ -85,9 +89,9 @@ class Client {
   };
 
  private:
-  asio::awaitable<ClientResponse> run(std::string host, std::uint16_t port, std::string method,
-                                      std::string target, std::string body, Headers headers,
-                                      ChunkCallback* on_chunk);
+  asio::awaitable<ClientResponse> run(const std::string& host, std::uint16_t port, const std::string& method,
+                                      const std::string& target, const std::string& body,
+                                      const Headers& headers, const ChunkCallback* on_chunk);
   std::unique_ptr<Conn> take_idle(const PoolKey& key);
   void put_idle(std::unique_ptr<Conn> c);
 

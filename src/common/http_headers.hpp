@@ -28,6 +28,7 @@ class Headers {
   }
   bool contains(std::string_view name) const { return get(name).has_value(); }
 
+  void reserve(std::size_t n) { fields_.reserve(n); }
   void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
   // Replaces every existing `name` with one field.
   void set(std::string name, std::string value) {

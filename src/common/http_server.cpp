@@ -303,6 +303,7 @@ asio::awaitable<bool> Connection::serve(bhttp::request<bhttp::string_body>&& msg
   auto q = req.target.find('?');
   req.path = req.target.substr(0, q);
   if (q != std::string::npos) req.query = req.target.substr(q + 1);
+  req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
   for (const auto& f : msg) req.headers.add(str(f.name_string()), str(f.value()));
   req.body = std::move(msg.body());
   req.remote_address = remote_address_;
@@ -313,16 +314,14 @@ asio::awaitable<bool> Connection::serve(bhttp::request<bhttp::string_body>&& msg
 
   auto route = srv_.routes.find(req.path);
   Handler* handler = nullptr;
-  std::string allow;
-  if (route != srv_.routes.end()) {
-    for (auto& [method, h] : route->second) {
+  if (route != srv_.routes.end())
+    for (auto& [method, h] : route->second)
       if (method == req.method) handler = &h;
-      allow += allow.empty() ? method : ", " + method;
-    }
-  }
   if (route == srv_.routes.end()) {
     co_await res.send_error(404, fmt::format("Not found: {}", req.path), "not_found_error");
   } else if (!handler) {
+    std::string allow;
+    for (const auto& [method, h] : route->second) allow += allow.empty() ? method : ", " + method;
     Headers extra;  // built outside co_await: g++ 12 miscompiles braced temporaries in coroutines
     extra.add("Allow", allow);
     co_await res.send(405, "application/json",

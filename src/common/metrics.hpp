@@ -112,8 +112,8 @@ class Family {
     std::vector<std::string> values;
     std::unique_ptr<M> metric;
   };
-  std::deque<Child> children_;       // creation order
-  std::map<std::string, M*> index_;  // key: the values, each length-prefixed
+  std::deque<Child> children_;                    // creation order
+  std::map<std::string, M*, std::less<>> index_;  // key: the values, each length-prefixed
 };
 
 using CounterFamily = Family<Counter>;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "common/base64.hpp"
 #include "common/error.hpp"
 
 namespace llmd::router {
@@ -76,7 +77,7 @@ std::vector<EndpointSpec> parse_endpoint_list(std::string_view text) {
 }
 
 Endpoint::Endpoint(EndpointId id, EndpointSpec spec)
-    : id_(id), spec_(std::move(spec)), address_(spec_.address()) {}
+    : id_(id), spec_(std::move(spec)), address_(spec_.address()), session_token_(base64_encode(address_)) {}
 
 std::string_view Endpoint::label(std::string_view key) const {
   const auto it = spec_.labels.find(key);

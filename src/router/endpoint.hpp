@@ -51,6 +51,9 @@ class Endpoint {
   EndpointId id() const { return id_; }
   const EndpointSpec& spec() const { return spec_; }
   const std::string& address() const { return address_; }
+  // What the router sends back in x-session-token (base64 of the address, as llm-d's
+  // session-affinity-scorer does): made once, not per response.
+  const std::string& session_token() const { return session_token_; }
   const std::string& host() const { return spec_.host; }
   uint16_t port() const { return spec_.port; }
   std::string_view label(std::string_view key) const;  // "" when absent
@@ -77,6 +80,7 @@ class Endpoint {
   EndpointId id_;
   EndpointSpec spec_;
   std::string address_;
+  std::string session_token_;
 };
 
 }  // namespace llmd::router

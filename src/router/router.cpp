@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "common/base64.hpp"
 #include "common/error.hpp"
 #include "common/http_client.hpp"
 
@@ -14,9 +13,15 @@ namespace {
 
 constexpr std::string_view kJson = "application/json";
 
+// 128 random bits as 32 hex digits, written by hand: fmt's format parsing cost more than the rest
+// of the id.
 std::string make_request_id() {
   thread_local std::mt19937_64 rng(std::random_device{}());
-  return fmt::format("{:016x}{:016x}", rng(), rng());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half)
+    for (std::uint64_t v = rng(), i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
+  return id;
 }
 
 }  // namespace
@@ -51,6 +56,7 @@ struct Router::Impl {
     const Scheduler::Decision& d = routed.decision;
 
     http::Headers headers;
+    headers.reserve(5);
     headers.add("Content-Type", "application/json");
     headers.add(std::string(kRequestIdHeader), sr.request_id);
     for (const char* pass : {"authorization", "accept"})
@@ -79,27 +85,36 @@ struct Router::Impl {
 
   asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, http::Response& res,
                                    const http::Headers& headers, const SchedRequest& sr) {
-    bool sse = false, client_gone = false;
     http::Headers extra;
+    extra.reserve(3);
     extra.add(std::string(kRequestIdHeader), sr.request_id);
-    extra.add(std::string(kSessionHeader), base64_encode(e.address()));
+    extra.add(std::string(kSessionHeader), e.session_token());
     extra.add("x-llmd-endpoint", e.address());
-    http::ChunkCallback cb = [&](const http::ClientResponse& head,
-                                 std::string_view chunk) -> asio::awaitable<bool> {
+    struct Relay {
+      http::Response& res;
+      const http::Headers& extra;
+      bool sse = false;
+      bool client_gone = false;
+    };
+    Relay relay{res, extra};
+    // One pointer captured: the std::function keeps it inline instead of allocating.
+    http::ChunkCallback cb = [&relay](const http::ClientResponse& head,
+                                      std::string_view chunk) -> asio::awaitable<bool> {
       // Whatever arrived in one read leaves in one write: the head with the first chunk, the end
       // with the last.
+      http::Response& res = relay.res;
       bool ok = true;
       if (!res.headers_sent()) {
         const auto ct = head.headers.get("content-type");
-        const std::string type = ct ? std::string(*ct) : std::string(kJson);
-        sse = type.starts_with("text/event-stream");
-        ok = co_await res.start_stream(head.status, type, extra, chunk, head.complete);
+        const std::string_view type = ct ? *ct : kJson;
+        relay.sse = type.starts_with("text/event-stream");
+        ok = co_await res.start_stream(head.status, type, relay.extra, chunk, head.complete);
       } else if (head.complete) {
         ok = co_await res.finish(chunk);
       } else if (!chunk.empty()) {
         ok = co_await res.write(chunk);
       }
-      client_gone = !ok;
+      relay.client_gone = !ok;
       co_return ok;
     };
     e.active.fetch_add(1, std::memory_order_relaxed);
@@ -118,7 +133,7 @@ struct Router::Impl {
     }
     e.active.fetch_sub(1, std::memory_order_relaxed);
     if (failure.empty()) {
-      if (client_gone) co_return Outcome::kFailed;
+      if (relay.client_gone) co_return Outcome::kFailed;
       if (!res.headers_sent())
         co_await res.send(status, kJson, "", extra);  // an empty body
       else if (!res.finished())
@@ -137,7 +152,7 @@ struct Router::Impl {
       co_return Outcome::kFailed;
     }
     error("upstream_closed");
-    if (sse && !client_gone) {
+    if (relay.sse && !relay.client_gone) {
       const std::string ev = fmt::format(
           "data: {}\n\n",
           http::json_error(502, fmt::format("endpoint {} failed mid-stream: {}", e.address(), failure),
