@@ -1,48 +1,46 @@
-// The Beast half of the HTTP client (one translation unit: Beast is slow to compile).
+// The HTTP/1.1 client: pooled connections, requests written by hand (common/http_wire), responses
+// parsed in place (common/http_parser).
 #include "common/http_client.hpp"
 
 #include "common/deadline.hpp"
 #include "common/error.hpp"
+#include "common/http_parser.hpp"
 #include "common/http_wire.hpp"
+#include "common/read_buffer.hpp"
 
 #include <fmt/format.h>
 
 #include <array>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <limits>
 
 namespace llmd::http {
 
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using beast::error_code;
+using boost::system::error_code;
 
 namespace {
-constexpr std::size_t kReadChunk = 16 << 10;
+constexpr std::size_t kReadChunk = 16 << 10;  // a connection's buffer, and its de-chunked piece
+constexpr std::size_t kMinRead = 4 << 10;     // the least free space a read is given
+// What a deadline that passed turns an operation's error into.
+const error_code kTimedOut = asio::error::timed_out;
 }  // namespace
 
 struct Client::Conn {
-  Conn(asio::any_io_executor ex, PoolKey k) : key(std::move(k)), stream(std::move(ex)) {
-    // Beast reads as much as the buffer's free capacity: from an empty buffer, 512 bytes, which
-    // split a 1 KiB response into three system calls (and a proxy's relay of it into two writes).
-    buf.reserve(kReadChunk);
-  }
+  Conn(asio::any_io_executor ex, PoolKey k) : key(std::move(k)), stream(std::move(ex)) {}
   // After each operation: no limit until the next one (a proxy's callback may take its time), and
   // the error is "timed out" when the deadline is what ended it.
   error_code op_done(error_code ec) {
     deadline.expires_never();
-    return ec && deadline.expired() ? beast::error::timeout : ec;
+    return ec && deadline.expired() ? kTimedOut : ec;
   }
 
   PoolKey key;
   tcp::socket stream;
   Deadline deadline{stream};
-  beast::flat_buffer buf;
-  std::string head;  // each request head on this connection is written here (no allocation)
-  // Body pieces are parsed into this, once per connection: on the coroutine frame it would make
-  // every exchange a 16 KiB allocation (and glibc consolidates its fast bins for each of those).
+  ReadBuffer buf{kReadChunk};
+  std::string head;            // each request head on this connection is written here (no allocation)
+  wire::ResponseHead head_in;  // each response head is parsed into this (its field list is reused)
+  // A chunked body is de-chunked into this, once per connection: on the coroutine frame it would
+  // make every exchange a 16 KiB allocation (and glibc consolidates its fast bins for each of those).
   std::unique_ptr<char[]> piece = std::make_unique<char[]>(kReadChunk);
   std::chrono::steady_clock::time_point idle_since;
 };
@@ -51,15 +49,12 @@ namespace {
 
 constexpr std::uint32_t kMaxResponseHeaderBytes = 64 << 10;
 
-std::string str(beast::string_view s) {
-  return {s.data(), s.size()};
-}
 auto ec_token(error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
 }
 
 std::string describe(const error_code& ec) {
-  return ec == beast::error::timeout ? std::string("timed out") : ec.message();
+  return ec == kTimedOut ? std::string("timed out") : ec.message();
 }
 
 asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor ex, Client::PoolKey key,
@@ -76,19 +71,29 @@ asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor e
   ec = c->op_done(ec);
   if (ec)
     throw ConnectError(fmt::format("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec)),
-                       ec == beast::error::timeout);
+                       ec == kTimedOut);
   c->stream.set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
   co_return c;
 }
 
 struct Outcome {
   error_code ec;
-  bool got_header = false;  // the server answered: a retry could repeat a side effect
+  const char* why = nullptr;  // a malformed response: what was wrong (ec is then protocol_error)
+  bool got_header = false;    // the server answered: a retry could repeat a side effect
   bool reusable = false;
 };
 
 bool method_has_body(std::string_view m) {
   return m == "POST" || m == "PUT" || m == "PATCH";
+}
+
+// Reads more of the response into the connection's buffer; false (with ec) at EOF or an error.
+asio::awaitable<bool> read_more(Client::Conn& c, const ClientConfig& cfg, error_code& ec) {
+  c.deadline.expires_after(cfg.io_timeout);
+  const std::size_t n = co_await c.stream.async_read_some(c.buf.prepare(kMinRead), ec_token(ec));
+  ec = c.op_done(ec);
+  c.buf.commit(n);
+  co_return !ec;
 }
 
 asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& host, std::uint16_t port,
@@ -116,71 +121,100 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
   out.ec = c.op_done(out.ec);
   if (out.ec) co_return resp;
 
-  bhttp::response_parser<bhttp::buffer_body> p;
-  p.header_limit(kMaxResponseHeaderBytes);
-  // Enforced below for buffered bodies; streams are unbounded. Not boost::none: Boost 1.74 compares
-  // Content-Length against an empty optional as "greater" and rejects every body.
-  p.body_limit(std::numeric_limits<std::uint64_t>::max());
-  if (method == "HEAD") p.skip(true);
-  c.deadline.expires_after(cfg.io_timeout);
-  co_await bhttp::async_read_header(c.stream, c.buf, p, ec_token(out.ec));
-  out.ec = c.op_done(out.ec);
-  if (out.ec) co_return resp;
-  out.got_header = true;
-  resp.status = p.get().result_int();
-  resp.headers.reserve(static_cast<std::size_t>(std::distance(p.get().begin(), p.get().end())));
-  for (const auto& f : p.get()) resp.headers.add(str(f.name_string()), str(f.value()));
-
-  char* const piece = c.piece.get();
-  bool stopped = false;
-  while (!p.is_done()) {
-    p.get().body().data = piece;
-    p.get().body().size = kReadChunk;
-    c.deadline.expires_after(cfg.io_timeout);
-    // read_some, not read: it returns as soon as any body arrived, so each SSE event is seen at once.
-    co_await bhttp::async_read_some(c.stream, c.buf, p, ec_token(out.ec));
-    out.ec = c.op_done(out.ec);
-    if (out.ec == bhttp::error::need_buffer) out.ec = {};
-    if (out.ec) co_return resp;
-    std::size_t n = kReadChunk - p.get().body().size;
-    // Whatever else already sits in the buffer is parsed too, without I/O: SSE events that arrived
-    // in one read are handed on in one piece (one write for a proxy, not one per event).
-    while (!p.is_done() && c.buf.size() > 0 && n < kReadChunk) {
-      p.get().body().data = piece + n;
-      p.get().body().size = kReadChunk - n;
-      error_code pe;
-      const std::size_t used = p.put(c.buf.data(), pe);
-      c.buf.consume(used);
-      n = kReadChunk - p.get().body().size;
-      if (pe == bhttp::error::need_buffer) pe = {};
-      if (pe == bhttp::error::need_more || (used == 0 && !pe)) break;
-      if (pe) {
-        out.ec = pe;
+  // The head; interim (1xx) responses are skipped.
+  wire::ResponseHead& rh = c.head_in;
+  const auto malformed = [&out](const char* why) {
+    out.ec = make_error_code(boost::system::errc::protocol_error);
+    out.why = why;
+  };
+  for (;;) {
+    std::size_t scanned = 0, end;
+    while ((end = wire::find_head_end(c.buf.data(), scanned)) == std::string_view::npos) {
+      if (c.buf.size() > kMaxResponseHeaderBytes) {
+        malformed("response headers too large");
         co_return resp;
       }
+      if (!co_await read_more(c, cfg, out.ec)) co_return resp;
     }
-    resp.complete = p.is_done();
-    if (n == 0) continue;
-    if (on_chunk) {
-      if (!co_await (*on_chunk)(resp, std::string_view(piece, n))) {
+    if (wire::parse_response_head(c.buf.data().substr(0, end), rh) == wire::Parse::kInvalid) {
+      malformed(rh.error);
+      co_return resp;
+    }
+    if (rh.status >= 200) break;
+    c.buf.consume(rh.size);
+  }
+  wire::Framing framing;
+  if (const char* bad = wire::response_framing(rh, method, framing)) {
+    malformed(bad);
+    co_return resp;
+  }
+  out.got_header = true;
+  resp.status = rh.status;
+  resp.headers.assign(rh.fields);
+  c.buf.consume(rh.size);
+
+  using Kind = wire::Framing::Kind;
+  std::uint64_t left = framing.length;
+  wire::ChunkedDecoder chunks;
+  bool done = framing.kind == Kind::kNone;
+  bool stopped = false;
+  while (!done) {
+    if (c.buf.size() == 0 && !co_await read_more(c, cfg, out.ec)) {
+      if (framing.kind != Kind::kUntilClose || out.ec != asio::error::eof) {
+        if (out.ec == asio::error::eof) malformed("the response ended before its body did");
+        co_return resp;
+      }
+      out.ec = {};
+      done = true;
+      break;
+    }
+    // Everything already buffered is handed on at once: SSE events that arrived in one read leave
+    // a proxy in one write, not one per event. Unchunked bytes are handed on from the buffer itself.
+    std::string_view piece;
+    std::size_t used = 0;
+    if (framing.kind == Kind::kChunked) {
+      std::string_view in = c.buf.data();
+      std::size_t written = 0;
+      const auto st = chunks.decode(in, c.piece.get(), kReadChunk, written);
+      if (st == wire::ChunkedDecoder::Status::kInvalid) {
+        malformed(chunks.error());
+        co_return resp;
+      }
+      done = st == wire::ChunkedDecoder::Status::kDone;
+      used = c.buf.size() - in.size();
+      piece = {c.piece.get(), written};
+    } else {
+      used = framing.kind == Kind::kLength
+                 ? static_cast<std::size_t>(std::min<std::uint64_t>(left, c.buf.size()))
+                 : c.buf.size();
+      piece = c.buf.data().substr(0, used);
+      left -= framing.kind == Kind::kLength ? used : 0;
+      done = framing.kind == Kind::kLength && left == 0;
+    }
+    resp.complete = done;
+    if (piece.empty()) {
+    } else if (on_chunk) {
+      if (!co_await (*on_chunk)(resp, piece)) {
         stopped = true;
         break;
       }
     } else {
-      if (resp.body.size() + n > cfg.max_body_bytes)
+      if (resp.body.size() + piece.size() > cfg.max_body_bytes)
         fail("HTTP {} {}:{}{}: response body exceeds {} bytes", method, host, port, target,
              cfg.max_body_bytes);
-      resp.body.append(piece, n);
+      resp.body.append(piece);
     }
+    c.buf.consume(used);
   }
-  resp.complete = p.is_done();
-  out.reusable = !stopped && p.is_done() && p.get().keep_alive();
+  resp.complete = done;
+  out.reusable = !stopped && done && framing.keep_alive;
   co_return resp;
 }
 
 [[noreturn]] void fail_exchange(const std::string& host, std::uint16_t port, const std::string& method,
-                                const std::string& target, const error_code& ec) {
-  fail("HTTP {} {}:{}{}: {}", method, host, port, target, describe(ec));
+                                const std::string& target, const Outcome& out) {
+  if (out.why) fail("HTTP {} {}:{}{}: malformed response: {}", method, host, port, target, out.why);
+  fail("HTTP {} {}:{}{}: {}", method, host, port, target, describe(out.ec));
 }
 
 }  // namespace
@@ -217,8 +251,8 @@ asio::awaitable<ClientResponse> Client::run(const std::string& host, std::uint16
     if (out.ec) {
       // A pooled connection the server closed meanwhile fails before any answer: the request never
       // ran, so one retry on a fresh connection is safe.
-      if (reused && !out.got_header && out.ec != beast::error::timeout) continue;
-      fail_exchange(host, port, method, target, out.ec);
+      if (reused && !out.got_header && !out.why && out.ec != kTimedOut) continue;
+      fail_exchange(host, port, method, target, out);
     }
     if (out.reusable) put_idle(std::move(c));
     co_return resp;
@@ -270,7 +304,7 @@ asio::awaitable<ClientResponse> request_stream(std::string host, std::uint16_t p
   Outcome out;
   auto resp = co_await exchange(*c, host, port, method, target, body, headers, config,
                                 on_chunk ? &on_chunk : nullptr, out);
-  if (out.ec) fail_exchange(host, port, method, target, out.ec);
+  if (out.ec) fail_exchange(host, port, method, target, out);
   co_return resp;
 }
 

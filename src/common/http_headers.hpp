@@ -29,6 +29,18 @@ class Headers {
   bool contains(std::string_view name) const { return get(name).has_value(); }
 
   void reserve(std::size_t n) { fields_.reserve(n); }
+  // Replaces the list with `fields` (anything with .name and .value), reusing the strings already
+  // held: a connection parsing request after request allocates nothing for fields that fit them.
+  template <class Fields>
+  void assign(const Fields& fields) {
+    fields_.resize(fields.size());
+    auto out = fields_.begin();
+    for (const auto& f : fields) {
+      out->first.assign(f.name);
+      out->second.assign(f.value);
+      ++out;
+    }
+  }
   void add(std::string name, std::string value) { fields_.emplace_back(std::move(name), std::move(value)); }
   // Replaces every existing `name` with one field.
   void set(std::string name, std::string value) {

@@ -1,14 +1,13 @@
-// The Beast half of the HTTP server: kept to this one file because Beast costs ~15 s of compile per
-// translation unit (DESIGN.md).
+// The HTTP/1.1 server: connections, request parsing (common/http_parser), responses.
 #include "common/http_server.hpp"
 
 #include "common/deadline.hpp"
 #include "common/error.hpp"
+#include "common/http_parser.hpp"
 #include "common/http_wire.hpp"
+#include "common/read_buffer.hpp"
 
 #include <fmt/format.h>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -21,14 +20,13 @@
 
 namespace llmd::http {
 
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-using beast::error_code;
+using boost::system::error_code;
 
 namespace {
 
-constexpr std::size_t kReadChunk = 16 << 10;
+constexpr std::size_t kReadChunk = 16 << 10;  // a connection's buffer, and the linger's scratch
+constexpr std::size_t kMinRead = 4 << 10;     // the least free space a read is given
 // After an error response, how long (and how much) we keep reading what the client still sends so
 // the kernel does not answer it with a RST that would destroy our response before it is read.
 constexpr auto kLingerTime = std::chrono::seconds(1);
@@ -49,18 +47,8 @@ std::string_view default_error_type(int status) {
   }
 }
 
-// Beast 1.74 speaks boost::string_view; this converts at the boundary.
-std::string str(beast::string_view s) {
-  return {s.data(), s.size()};
-}
-
 auto ec_token(error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
-}
-
-bool is_http_parse_error(const error_code& ec) {
-  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
-         ec != bhttp::error::partial_message && ec != bhttp::error::end_of_stream;
 }
 
 int hex_value(char c) {
@@ -174,20 +162,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Used by Response; all on the connection's thread.
-  template <class Message>
-  asio::awaitable<bool> write_message(Message& m) {
-    error_code ec;
-    expires_after(srv_.cfg.write_timeout);
-    co_await bhttp::async_write(stream_, m, ec_token(ec));
-    expires_never();  // between writes a handler may wait on the engine as long as it likes
-    co_return ok(ec);
-  }
   template <class Buffers>
   asio::awaitable<bool> write_buffers(const Buffers& b) {
     error_code ec;
     expires_after(srv_.cfg.write_timeout);
     co_await asio::async_write(stream_, b, wire::all_at_once, ec_token(ec));
-    expires_never();
+    expires_never();  // between writes a handler may wait on the engine as long as it likes
     co_return ok(ec);
   }
 
@@ -198,8 +178,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return false;
   }
 
-  asio::awaitable<void> reject(const error_code& ec);
-  asio::awaitable<bool> serve(bhttp::request<bhttp::string_body>&& msg);
+  // Reads more bytes into buf_; false (with ec) at EOF or an error.
+  asio::awaitable<bool> read_more(error_code& ec);
+  // Reads the next request into req_: 0 when it is whole, else the status to refuse it with (or -1:
+  // the connection failed, nobody to answer); `why` says what was wrong.
+  asio::awaitable<int> read_request(wire::Framing& framing, std::string& why);
+  asio::awaitable<int> read_body(const wire::Framing& framing, bool expect_continue, std::string& why);
+  asio::awaitable<void> reject(int status, const std::string& message);
+  asio::awaitable<bool> serve(bool keep_alive);
   asio::awaitable<void> call_handler(Handler& h, Request& req, Response& res, std::string& error);
   void watch(std::uint64_t generation);
   void stop_watch();
@@ -214,7 +200,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Server::Impl& srv_;
   tcp::socket stream_;
   Deadline deadline_{stream_};
-  beast::flat_buffer buf_;
+  ReadBuffer buf_{kReadChunk};
+  // Kept from request to request: the parse's field list and the request's strings keep their
+  // capacity, so a kept-alive connection allocates nothing for the usual request.
+  wire::RequestHead head_in_;
+  Request req_;
   CancelSignal cancel_;
   std::string remote_address_;
   std::uint16_t remote_port_ = 0;
@@ -229,60 +219,119 @@ asio::awaitable<void> Connection::run() {
   while (!srv_.stopping && !cancel_.fired()) {
     if (buf_.size() == 0) {  // idle between requests: the idle timeout applies
       expires_after(cfg.idle_timeout);
-      auto n = co_await stream_.async_read_some(buf_.prepare(kReadChunk), ec_token(ec));
-      if (ec) break;
-      buf_.commit(n);
+      if (!co_await read_more(ec)) break;
     }
     // From here the whole request must arrive within read_timeout: a stalled client costs nothing.
     expires_after(cfg.read_timeout);
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(cfg.max_header_bytes, UINT32_MAX)));
-    parser.body_limit(cfg.max_body_bytes);  // checked against Content-Length before reading the body
-    co_await bhttp::async_read_header(stream_, buf_, parser, ec_token(ec));
-    if (ec) {
-      co_await reject(ec);
-      break;
-    }
-    if (auto expect = parser.get()[bhttp::field::expect];
-        iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      co_await asio::async_write(stream_, asio::buffer(kContinue), ec_token(ec));
-      if (ec) break;
-      expires_after(cfg.read_timeout);
-    }
-    if (!parser.is_done()) co_await bhttp::async_read(stream_, buf_, parser, ec_token(ec));
-    if (ec) {
-      co_await reject(ec);
+    wire::Framing framing;
+    std::string why;
+    const int refuse = co_await read_request(framing, why);
+    if (refuse != 0) {
+      if (refuse > 0) co_await reject(refuse, why);
       break;
     }
     expires_never();  // the handler's own time is not limited; its writes are
-    if (!co_await serve(parser.release())) break;
+    if (!co_await serve(cfg.keep_alive && framing.keep_alive && !srv_.stopping)) break;
   }
   stream_.shutdown(tcp::socket::shutdown_both, ec);
   stream_.close(ec);
 }
 
-asio::awaitable<void> Connection::reject(const error_code& ec) {
-  int status = 0;
-  std::string message;
-  if (ec == bhttp::error::body_limit) {
-    status = 413;
-    message = fmt::format("Request body exceeds the limit of {} bytes", srv_.cfg.max_body_bytes);
-  } else if (ec == bhttp::error::header_limit) {
-    status = 431;
-    message = fmt::format("Request headers exceed the limit of {} bytes", srv_.cfg.max_header_bytes);
-  } else if (is_http_parse_error(ec)) {
-    status = 400;
-    message = fmt::format("Malformed HTTP request: {}", ec.message());
-  } else {
-    co_return;  // timeout, reset, EOF mid-request: nobody to answer
+asio::awaitable<bool> Connection::read_more(error_code& ec) {
+  const std::size_t n = co_await stream_.async_read_some(buf_.prepare(kMinRead), ec_token(ec));
+  buf_.commit(n);
+  co_return !ec;
+}
+
+asio::awaitable<int> Connection::read_request(wire::Framing& framing, std::string& why) {
+  const auto& cfg = srv_.cfg;
+  error_code ec;
+  std::size_t scanned = 0, end;
+  while ((end = wire::find_head_end(buf_.data(), scanned)) == std::string_view::npos) {
+    if (buf_.size() > cfg.max_header_bytes) break;
+    if (!co_await read_more(ec)) co_return -1;  // timeout, reset, EOF mid-request: nobody to answer
   }
-  bhttp::response<bhttp::string_body> m{static_cast<bhttp::status>(status), 11};
-  m.set(bhttp::field::content_type, "application/json");
-  m.keep_alive(false);
-  m.body() = json_error(status, message);
-  m.prepare_payload();
-  if (co_await write_message(m)) co_await linger();
+  if (end == std::string_view::npos || end > cfg.max_header_bytes) {
+    why = fmt::format("Request headers exceed the limit of {} bytes", cfg.max_header_bytes);
+    co_return 431;
+  }
+  wire::RequestHead& h = head_in_;
+  const char* bad = nullptr;
+  if (wire::parse_request_head(buf_.data().substr(0, end), h) == wire::Parse::kInvalid) bad = h.error;
+  if (!bad) bad = wire::request_framing(h, framing);
+  if (bad) {
+    why = fmt::format("Malformed HTTP request: {}", bad);
+    co_return 400;
+  }
+  // Copied out before the body is read: a read may move the buffer the views point into.
+  Request& req = req_;
+  req.method.assign(h.method);
+  req.target.assign(h.target);
+  const std::size_t q = h.target.find('?');
+  req.path.assign(h.target.substr(0, q));
+  req.query.assign(q == std::string_view::npos ? std::string_view{} : h.target.substr(q + 1));
+  req.headers.assign(h.fields);
+  req.remote_address = remote_address_;
+  req.remote_port = remote_port_;
+  const auto* expect = wire::find_field(h.fields, "expect");
+  const bool expect_continue = expect && iequals(*expect, "100-continue");
+  buf_.consume(h.size);
+  co_return co_await read_body(framing, expect_continue, why);
+}
+
+asio::awaitable<int> Connection::read_body(const wire::Framing& framing, bool expect_continue,
+                                           std::string& why) {
+  using Kind = wire::Framing::Kind;
+  const std::size_t limit = srv_.cfg.max_body_bytes;
+  std::string& body = req_.body;
+  body.clear();
+  const auto too_large = [&] {
+    why = fmt::format("Request body exceeds the limit of {} bytes", limit);
+    return 413;
+  };
+  if (framing.kind == Kind::kNone) co_return 0;
+  // Checked before a byte of the body is read (or a 100 Continue invites it).
+  if (framing.kind == Kind::kLength && framing.length > limit) co_return too_large();
+  error_code ec;
+  if (expect_continue && buf_.size() == 0) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(stream_, asio::buffer(kContinue), ec_token(ec));
+    if (ec) co_return -1;
+  }
+  if (framing.kind == Kind::kLength) {
+    const auto length = static_cast<std::size_t>(framing.length);
+    const std::size_t have = std::min(length, buf_.size());
+    body.assign(buf_.data().substr(0, have));
+    buf_.consume(have);
+    if (have < length) {  // the rest straight into the body, not through the buffer
+      body.resize(length);
+      co_await asio::async_read(stream_, asio::buffer(body.data() + have, length - have), ec_token(ec));
+      if (ec) co_return -1;
+    }
+    co_return 0;
+  }
+  wire::ChunkedDecoder chunks;
+  for (;;) {
+    std::string_view in = buf_.data();
+    const std::size_t before = in.size();
+    std::size_t written = body.size();
+    body.resize(std::min(limit + 1, written + before));
+    const auto status = chunks.decode(in, body.data(), body.size(), written);
+    body.resize(written);
+    buf_.consume(before - in.size());
+    if (status == wire::ChunkedDecoder::Status::kInvalid) {
+      why = fmt::format("Malformed HTTP request: {}", chunks.error());
+      co_return 400;
+    }
+    if (status == wire::ChunkedDecoder::Status::kDone) co_return 0;
+    if (body.size() > limit) co_return too_large();
+    if (!co_await read_more(ec)) co_return -1;
+  }
+}
+
+asio::awaitable<void> Connection::reject(int status, const std::string& message) {
+  Response res(this, &cancel_, false);
+  if (co_await res.send_error(status, message)) co_await linger();
 }
 
 asio::awaitable<void> Connection::linger() {
@@ -296,20 +345,8 @@ asio::awaitable<void> Connection::linger() {
   }
 }
 
-asio::awaitable<bool> Connection::serve(bhttp::request<bhttp::string_body>&& msg) {
-  Request req;
-  req.method = str(msg.method_string());
-  req.target = str(msg.target());
-  auto q = req.target.find('?');
-  req.path = req.target.substr(0, q);
-  if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
-  for (const auto& f : msg) req.headers.add(str(f.name_string()), str(f.value()));
-  req.body = std::move(msg.body());
-  req.remote_address = remote_address_;
-  req.remote_port = remote_port_;
-
-  const bool keep = srv_.cfg.keep_alive && msg.keep_alive() && !srv_.stopping;
+asio::awaitable<bool> Connection::serve(bool keep) {
+  Request& req = req_;
   Response res(this, &cancel_, keep);
 
   auto route = srv_.routes.find(req.path);
@@ -368,7 +405,7 @@ void Connection::watch(std::uint64_t generation) {
     if (!ec) {
       // Pipelined bytes beyond a header's worth wait in the kernel: we only need to see EOF/reset.
       if (self->buf_.size() >= self->srv_.cfg.max_header_bytes) return;
-      const std::size_t n = self->stream_.read_some(self->buf_.prepare(kReadChunk), ec);
+      const std::size_t n = self->stream_.read_some(self->buf_.prepare(kMinRead), ec);
       self->buf_.commit(n);
       if (!ec || ec == asio::error::would_block) return self->watch(generation);
     }
@@ -392,7 +429,7 @@ void Connection::stop_watch() {
 std::string& Response::begin_head(int status, std::string_view content_type, const Headers& extra_headers) {
   std::string& h = conn_->head_;
   h.clear();
-  const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+  const std::string_view reason = wire::reason_phrase(status);
   const fmt::format_int code(status);
   h += "HTTP/1.1 ";
   h.append(code.data(), code.size());

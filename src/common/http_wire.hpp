@@ -45,6 +45,68 @@ inline void append_field(std::string& out, std::string_view name, std::uint64_t 
   out.append(kCrlf);
 }
 
+// The reason phrase of a status line (RFC 9110 15). Clients ignore it; it is there for people.
+inline std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return status >= 500 ? "Server Error" : status >= 400 ? "Client Error" : "Unknown";
+  }
+}
+
 // The "<hex size>\r\n" that opens a chunk of `n` bytes (the chunk then ends with kCrlf).
 // For asio::async_write: write everything, handing the kernel all that is left at each call.
 // Asio's transfer_all() caps each call at 64 KiB, which for a large body is more system calls and
