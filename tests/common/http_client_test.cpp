@@ -57,6 +57,86 @@ TEST(HttpClient, LineBreaksInHeadsAreRefusedAtBothEnds) {
   EXPECT_EQ(fetch("127.0.0.1", s.port(), "GET", "/ok").status, 200);
 }
 
+// A server that answers every connection's first request with the same canned bytes, then closes:
+// the client must find the body by each framing a real server may use.
+class CannedServer {
+ public:
+  explicit CannedServer(std::string reply)
+      : reply_(std::move(reply)), acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        boost::system::error_code ec;
+        asio::ip::tcp::socket sock(ioc_);
+        acceptor_.accept(sock, ec);
+        if (ec || stop_) return;
+        char buf[4096];
+        std::string got;
+        while (got.find("\r\n\r\n") == std::string::npos) {
+          const std::size_t n = sock.read_some(asio::buffer(buf), ec);
+          if (ec) break;
+          got.append(buf, n);
+        }
+        asio::write(sock, asio::buffer(reply_), ec);
+        sock.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        sock.read_some(asio::buffer(buf), ec);  // until the client closes: no RST before it read
+      }
+    });
+  }
+  ~CannedServer() {
+    stop_ = true;
+    boost::system::error_code ec;
+    asio::ip::tcp::socket poke(ioc_);
+    poke.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  std::string reply_;
+  asio::io_context ioc_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::atomic<bool> stop_ = false;
+  std::thread thread_;
+};
+
+TEST(HttpClient, FindsTheBodyByLengthChunksOrClose) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", "hello"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3;x=y\r\nllo\r\n0\r\nT: 1\r\n\r\n",
+       "hello"},
+      {"HTTP/1.0 200 OK\r\n\r\nhello", "hello"},  // no length: the body runs to the close
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", "ok"},
+      {"HTTP/1.1 204 No Content\r\n\r\n", ""},
+  };
+  for (const auto& [reply, body] : cases) {
+    CannedServer srv(reply);
+    const auto r = fetch("127.0.0.1", srv.port(), "GET", "/");
+    EXPECT_EQ(r.body, body) << reply;
+    EXPECT_EQ(r.status, reply.find("201") != std::string::npos   ? 201
+                        : reply.find("204") != std::string::npos ? 204
+                                                                 : 200);
+  }
+}
+
+TEST(HttpClient, MalformedResponsesFailNamingTheProblem) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"HTTP/1.1 OK\r\n\r\n", "a malformed status line"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello", "a bad Content-Length"},
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "a chunk without a size"},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello", "the response ended before its body did"},
+      {"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "a bad character in a header field name"},
+  };
+  for (const auto& [reply, why] : cases) {
+    CannedServer srv(reply);
+    try {
+      fetch("127.0.0.1", srv.port(), "GET", "/");
+      ADD_FAILURE() << "no error for " << reply;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("malformed response: " + why), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(HttpClient, PoolReusesConnections) {
   Server s;
   s.route("GET", "/port", port_echo());

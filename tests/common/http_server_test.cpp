@@ -179,6 +179,35 @@ TEST(HttpServer, ExpectContinueIsAnswered) {
   EXPECT_TRUE(out.starts_with("HTTP/1.1 200")) << out;
 }
 
+TEST(HttpServer, ChunkedRequestBodiesAreDecodedAndTheNextRequestFollows) {
+  ServerConfig cfg;
+  cfg.max_body_bytes = 16;
+  Server s(cfg);
+  s.route("POST", "/", [](Request& req, Response& res) -> asio::awaitable<void> {
+    co_await res.send(200, "text/plain", "[" + req.body + "]");
+  });
+  s.start();
+  RawConn c(s.port());
+  // Cut in two sends, mid chunk-size line; an extension and a trailer; a second request pipelined.
+  c.send("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
+  c.send(
+      "6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: "
+      "2\r\n\r\nok");
+  EXPECT_NE(c.read_until("]").find("[hello world]"), std::string::npos);
+  EXPECT_NE(c.read_until("]").find("[ok]"), std::string::npos);
+  // Over the limit once decoded: 413, whatever the chunks' sizes announce.
+  c.send(
+      "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n123456789\r\n9\r\n123456789\r\n");
+  const auto out = c.read_all();
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 413")) << out;
+  // Malformed framing: a 400 naming the problem.
+  RawConn d(s.port());
+  d.send("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n");
+  const auto bad = d.read_all();
+  EXPECT_TRUE(bad.starts_with("HTTP/1.1 400")) << bad;
+  EXPECT_NE(bad.find("both Transfer-Encoding and Content-Length"), std::string::npos) << bad;
+}
+
 TEST(HttpServer, KeepAliveAndPipelining) {
   Server s;
   s.route("GET", "/a", text("AAA"));
