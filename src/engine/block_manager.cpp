@@ -72,6 +72,11 @@ void BlockManager::commit_full_block(int32_t block, const BlockHash& hash, const
     events_->block_stored(std::span<const BlockHash>(&blk.key, 1), parent, tokens, config_.block_size);
 }
 
+void BlockManager::ref(std::span<const int32_t> table) {
+  for (const int32_t b : table) held(b, "pinned");  // all checked before any changes
+  for (const int32_t b : table) ++blocks_[b].refs;
+}
+
 void BlockManager::release(std::span<const int32_t> table) {
   for (auto it = table.rbegin(); it != table.rend(); ++it) {
     const int32_t b = *it;

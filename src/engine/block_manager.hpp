@@ -64,6 +64,11 @@ class BlockManager {
   // (vLLM does the same).
   void release(std::span<const int32_t> table);
 
+  // One more reference on each block of `table`, which must all be held: a prefill server pins a
+  // finished request's blocks this way until the decode server has pulled them (the request's own
+  // references are dropped as usual; the pin keeps the bytes neither free nor evictable).
+  void ref(std::span<const int32_t> table);
+
   // Drops every key (AllBlocksCleared): evictable blocks become free, referenced blocks stay
   // valid for their holders but are no longer hits. Counters are kept. No-op when caching is off.
   void reset_prefix_cache();

@@ -193,6 +193,27 @@ TEST(BlockManager, SharedBlocksAreRefCounted) {
   m.check_invariants();
 }
 
+TEST(BlockManager, APinnedRequestsBlocksOutliveItAndAreHitsOnceUnpinned) {
+  BlockManager m({.n_blocks = 4, .block_size = kBs});
+  const auto toks = tokens(0, 2 * kBs);
+  const auto table = prefill(m, toks, kRoot);
+  m.ref(table);                   // pinned for a decode server to pull
+  m.release(table);               // the request itself is finished
+  EXPECT_EQ(m.n_available(), 2);  // neither free nor evictable: nothing may overwrite them
+  std::vector<int32_t> others;
+  while (auto b = m.allocate()) others.push_back(*b);
+  EXPECT_EQ(others.size(), 2u);
+  m.check_invariants();
+  m.release(others);
+  m.release(table);  // unpinned: back to the prefix cache, still a hit
+  int32_t hits = 0;
+  prefill(m, toks, kRoot, &hits);
+  EXPECT_EQ(hits, 2);
+  m.check_invariants();
+  const std::vector<int32_t> not_held{others[0]};
+  EXPECT_THROW(m.ref(not_held), Error);
+}
+
 TEST(BlockManager, ExhaustionAndMisuse) {
   BlockManager m({.n_blocks = 2, .block_size = kBs});
   const auto a = *m.allocate();
