@@ -95,6 +95,14 @@ void Engine::abort(uint64_t id) {
   wake_.notify_one();
 }
 
+void Engine::kv_release(std::string pin_id) {
+  {
+    std::lock_guard lock(mu_);
+    kv_releases_.push_back(std::move(pin_id));
+  }
+  wake_.notify_one();
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard lock(stats_mu_);
   return stats_;
@@ -103,14 +111,25 @@ EngineStats Engine::stats() const {
 void Engine::loop() {
   std::vector<std::unique_ptr<Sequence>> arrived;
   std::vector<uint64_t> aborted;
+  std::vector<std::string> released;
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !sched_.idle(); });
+      const auto ready = [&] {
+        return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_releases_.empty() || !sched_.idle();
+      };
+      // Idle with pins: sleep only until the first of them expires.
+      if (const auto due = pins_.next_deadline())
+        wake_.wait_until(lock, *due, ready);
+      else
+        wake_.wait(lock, ready);
       if (stop_) break;
       arrived.swap(inbox_);
       aborted.swap(aborts_);
+      released.swap(kv_releases_);
     }
+    unpin(released);
+    released.clear();
     for (uint64_t id : aborted) {
       if (auto s = sched_.remove(id)) {
         RequestOutput out;
@@ -152,7 +171,34 @@ void Engine::loop() {
   }
 }
 
+void Engine::pin(Sequence& s, RequestOutput& out) {
+  // The prompt's full blocks, all computed (the request finished) and, with prefix caching, keyed.
+  const auto n = static_cast<size_t>(s.n_prompt / blocks_.block_size());
+  std::vector<int32_t> blocks(s.blocks.begin(), s.blocks.begin() + static_cast<std::ptrdiff_t>(n));
+  if (!pins_.pin(s.spec.kv_pin_id, blocks, std::chrono::steady_clock::now() + cfg_.kv_pin_timeout)) return;
+  blocks_.ref(blocks);  // the sequence's own references go when it is removed; these stay
+  out.kv_pinned_blocks = std::move(blocks);
+}
+
+void Engine::unpin(const std::vector<std::string>& released) {
+  uint64_t n_released = 0;
+  for (const std::string& id : released) {
+    if (auto blocks = pins_.take(id)) {
+      blocks_.release(*blocks);
+      ++n_released;
+    }
+  }
+  std::vector<std::pair<std::string, std::vector<int32_t>>> expired;
+  pins_.take_expired(std::chrono::steady_clock::now(), expired);
+  for (const auto& [id, blocks] : expired) blocks_.release(blocks);
+  if (n_released == 0 && expired.empty()) return;
+  std::lock_guard lock(stats_mu_);
+  stats_.kv_pins_released += n_released;
+  stats_.kv_pins_expired += expired.size();
+}
+
 void Engine::finish(Sequence& s, FinishReason why, RequestOutput& out) {
+  if (!s.spec.kv_pin_id.empty() && (why == FinishReason::kStop || why == FinishReason::kLength)) pin(s, out);
   out.finish = why;
   out.prompt_tokens = s.n_prompt;
   out.cached_tokens = s.n_cached;
@@ -243,6 +289,7 @@ void Engine::publish_stats() {
   stats_.prefix_queries = blocks_.prefix_queries();
   stats_.prefix_hits = blocks_.prefix_hits();
   stats_.preemptions = sched_.n_preemptions();
+  stats_.kv_pinned_blocks = pins_.n_blocks();
 }
 
 }  // namespace llmd::engine

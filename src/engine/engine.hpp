@@ -3,6 +3,7 @@
 // steps back to back while there is work. Other threads talk to it only through submit()/abort()
 // (a locked inbox, read once per step) and receive outputs through each request's sink.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <expected>
@@ -15,6 +16,7 @@
 #include "engine/backend.hpp"
 #include "engine/block_manager.hpp"
 #include "engine/kv_event_sink.hpp"
+#include "engine/pinned_blocks.hpp"
 #include "engine/request.hpp"
 #include "engine/scheduler.hpp"
 
@@ -25,6 +27,8 @@ struct EngineConfig {
   bool prefix_caching = true;
   std::string model_fingerprint;        // the root of every block key (DESIGN.md)
   std::function<bool(int32_t)> is_eos;  // end-of-generation tokens of the tokenizer
+  // How long a prefill leg's pinned blocks wait for the decode server before they are freed.
+  std::chrono::milliseconds kv_pin_timeout{std::chrono::seconds(30)};
 };
 
 // Read by /metrics and /health from any thread.
@@ -34,6 +38,9 @@ struct EngineStats {
   uint64_t prefix_queries = 0, prefix_hits = 0;  // tokens
   uint64_t prompt_tokens = 0, generation_tokens = 0, computed_prompt_tokens = 0;
   uint64_t preemptions = 0, steps = 0;
+  int64_t kv_pinned_blocks = 0;   // held for decode servers to pull
+  uint64_t kv_pins_expired = 0;   // pins freed by the timeout, not by the decode side
+  uint64_t kv_pins_released = 0;  // pins the decode side released
 };
 
 class Engine {
@@ -48,6 +55,9 @@ class Engine {
   std::expected<uint64_t, std::string> submit(RequestSpec spec);
   // Thread-safe. The request ends with FinishReason::kAbort at the next step (if still running).
   void abort(uint64_t id);
+  // Thread-safe. The decode side has the blocks pinned under `pin_id` (or needs them no more):
+  // they are unpinned at the next wake-up. Unknown or already released ids are ignored.
+  void kv_release(std::string pin_id);
   EngineStats stats() const;
   const Backend& backend() const { return backend_; }
 
@@ -57,11 +67,14 @@ class Engine {
   void step();
   void publish_stats();
   void finish(Sequence& s, FinishReason why, RequestOutput& out);
+  void pin(Sequence& s, RequestOutput& out);
+  void unpin(const std::vector<std::string>& released);
 
   Backend& backend_;
   EngineConfig cfg_;
   KvEventSink* events_;
   BlockManager blocks_;
+  PinnedBlocks pins_;
   Scheduler sched_;
   Batch batch_;
   std::vector<float> logits_;
@@ -72,6 +85,7 @@ class Engine {
   std::condition_variable wake_;
   std::vector<std::unique_ptr<Sequence>> inbox_;
   std::vector<uint64_t> aborts_;
+  std::vector<std::string> kv_releases_;
   bool stop_ = false;
   std::atomic<uint64_t> next_id_{1};
 

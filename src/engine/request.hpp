@@ -30,6 +30,9 @@ struct RequestOutput {
   int32_t prompt_tokens = 0;     // set on every output
   int32_t cached_tokens = 0;     // prompt tokens served from the prefix cache
   int32_t generated_tokens = 0;  // so far, including these
+  // On the finishing output of a request with RequestSpec::kv_pin_id: the blocks kept for a decode
+  // server to pull (vLLM's remote_block_ids), the prompt's full blocks in order.
+  std::vector<int32_t> kv_pinned_blocks;
 };
 
 // Called on the engine thread; must not block (the HTTP side pushes into an async queue).
@@ -43,6 +46,9 @@ struct RequestSpec {
   std::vector<int32_t> stop_token_ids;  // finish with "stop" after generating one of these
   int32_t logprobs = -1;                // -1: none; n >= 0: the chosen token's and n alternatives
   std::string cache_salt;               // isolates prefix-cache entries between tenants
+  // The prefill leg of a disaggregated request (vLLM's do_remote_decode): when it finishes, the
+  // prompt's full blocks stay pinned under this id until Engine::kv_release(id) or the pin timeout.
+  std::string kv_pin_id;
   OutputSink sink;
 };
 

@@ -61,7 +61,8 @@ struct Fixture {
   std::unique_ptr<Engine> engine;
 
   explicit Fixture(int32_t n_blocks, int32_t max_num_seqs = 8, bool prefix_caching = true,
-                   int32_t batch_tokens = 256) {
+                   int32_t batch_tokens = 256,
+                   std::chrono::milliseconds kv_pin_timeout = std::chrono::seconds(30)) {
     BackendConfig bc;
     bc.threads = 2;
     bc.max_seq_len = 512;
@@ -75,6 +76,7 @@ struct Fixture {
     ec.prefix_caching = prefix_caching;
     ec.model_fingerprint = "stories260K";
     ec.is_eos = [](int32_t id) { return id == 2; };
+    ec.kv_pin_timeout = kv_pin_timeout;
     engine = std::make_unique<Engine>(*backend, ec);
   }
 };
@@ -169,6 +171,74 @@ TEST(Engine, AbortEndsTheRequestAndFreesItsBlocks) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(f.engine->stats().running, 0);
   EXPECT_EQ(f.engine->stats().kv_usage, 0.0);
+}
+
+// Polls the engine's stats until `pred` holds (bounded).
+template <class Pred>
+bool stats_become(Engine& e, Pred pred) {
+  for (int i = 0; i < 400; ++i) {
+    if (pred(e.stats())) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return pred(e.stats());
+}
+
+// The prefill leg of a disaggregated request: its prompt's full blocks outlive it, pinned for a
+// decode server, until the decode side releases them or the timeout frees them.
+TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
+  // A prompt of several blocks: a golden prompt and its completion; its own continuation, cold.
+  const auto cases = golden();
+  std::vector<int32_t> prompt = cases[0].first;
+  prompt.insert(prompt.end(), cases[0].second.begin(), cases[0].second.end());
+  Fixture cold(64, 8, /*prefix_caching=*/false);
+  Collector ref;
+  ASSERT_TRUE(cold.engine->submit(greedy(prompt, 4, ref)));
+  ref.wait();
+  const std::vector<int32_t> expected = ref.tokens();
+  ASSERT_EQ(expected.size(), 4u);
+
+  Fixture f(64, 8, true, 256, std::chrono::milliseconds(300));
+  const auto n_full = prompt.size() / f.backend->block_size();
+  ASSERT_GE(n_full, 2u);
+  Collector a;
+  auto spec = greedy(prompt, 1, a);
+  spec.kv_pin_id = "leg-a";
+  ASSERT_TRUE(f.engine->submit(std::move(spec)));
+  EXPECT_EQ(a.wait(), FinishReason::kLength);
+  EXPECT_EQ(a.tokens(), std::vector<int32_t>{expected[0]});
+  ASSERT_EQ(a.last().kv_pinned_blocks.size(), n_full);
+  ASSERT_TRUE(
+      stats_become(*f.engine, [&](const EngineStats& s) { return s.kv_pinned_blocks == int64_t(n_full); }));
+  EXPECT_DOUBLE_EQ(f.engine->stats().kv_usage, double(n_full) / 64);
+
+  // While pinned the blocks are prefix hits, and give the same tokens.
+  Collector b;
+  ASSERT_TRUE(f.engine->submit(greedy(prompt, 4, b)));
+  EXPECT_EQ(b.wait(), FinishReason::kLength);
+  EXPECT_EQ(b.last().cached_tokens, int32_t(std::min(n_full, (prompt.size() - 1) / f.backend->block_size()) *
+                                            f.backend->block_size()));
+  EXPECT_EQ(b.tokens(), expected);
+
+  f.engine->kv_release("leg-a");
+  f.engine->kv_release("leg-a");  // twice, or an unknown id: nothing more is freed
+  f.engine->kv_release("nobody");
+  EXPECT_TRUE(stats_become(*f.engine, [](const EngineStats& s) {
+    return s.kv_pinned_blocks == 0 && s.kv_usage == 0.0 && s.kv_pins_released == 1;
+  }));
+
+  // Nobody pulls: the timeout frees them, with the engine otherwise idle.
+  Collector c;
+  spec = greedy(prompt, 1, c);
+  spec.kv_pin_id = "leg-c";
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(f.engine->submit(std::move(spec)));
+  c.wait();
+  EXPECT_TRUE(stats_become(*f.engine, [](const EngineStats& s) { return s.kv_pins_expired == 1; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  const auto st = f.engine->stats();
+  EXPECT_EQ(st.kv_pinned_blocks, 0);
+  EXPECT_EQ(st.kv_usage, 0.0);
+  EXPECT_EQ(st.kv_pins_released, 1u);
 }
 
 TEST(Engine, RefusesRequestsThatCanNeverRun) {
