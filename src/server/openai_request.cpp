@@ -15,13 +15,14 @@ std::unexpected<ApiError> bad(const std::string& param, const std::string& messa
 struct Reader {
   const json& j;
   std::optional<ApiError> error;
+  std::string prefix = {};  // of the names in errors, for nested objects: "kv_transfer_params."
 
   const json* get(const char* key) {
     auto it = j.find(key);
     return it == j.end() || it->is_null() ? nullptr : &*it;
   }
   void fail(const char* key, const std::string& what) {
-    if (!error) error = ApiError{400, fmt::format("'{}' {}", key, what), key};
+    if (!error) error = ApiError{400, fmt::format("'{}{}' {}", prefix, key, what), prefix + key};
   }
   template <class T>
   void number(const char* key, T& out, double lo, double hi) {
@@ -51,6 +52,46 @@ struct Reader {
     out = v->get<std::string>();
   }
 };
+
+// kv_transfer_params: every field checked, named "kv_transfer_params.<field>" when wrong.
+std::expected<KvTransferParams, ApiError> parse_kv_transfer(const json& j) {
+  constexpr const char* kParam = "kv_transfer_params";
+  if (!j.is_object()) return bad(kParam, "'kv_transfer_params' must be an object");
+  KvTransferParams p;
+  Reader rd{j, std::nullopt, fmt::format("{}.", kParam)};
+  rd.boolean("do_remote_decode", p.do_remote_decode);
+  rd.boolean("do_remote_prefill", p.do_remote_prefill);
+  rd.string("remote_engine_id", p.remote_engine_id);
+  rd.string("remote_host", p.remote_host);
+  rd.number("remote_port", p.remote_port, 1, 65535);
+  rd.string("remote_request_id", p.remote_request_id);
+  const json* ids = rd.get("remote_block_ids");
+  if (ids && (!ids->is_array() || ids->size() > kMaxRemoteBlocks))
+    rd.fail("remote_block_ids", fmt::format("must be an array of at most {} block ids", kMaxRemoteBlocks));
+  for (const json& b : ids && ids->is_array() && !rd.error ? *ids : json::array()) {
+    if (!b.is_number_integer() || b.get<int64_t>() < 0 || b.get<int64_t>() > INT32_MAX) {
+      rd.fail("remote_block_ids", "must hold non-negative 32-bit block ids");
+      break;
+    }
+    p.remote_block_ids.push_back(b.get<int32_t>());
+  }
+  if (rd.error) return std::unexpected(*rd.error);
+  const auto field = [&](const char* name, const std::string& what) {
+    return bad(fmt::format("{}.{}", kParam, name), fmt::format("'{}.{}' {}", kParam, name, what));
+  };
+  if (p.do_remote_decode && p.do_remote_prefill)
+    return field("do_remote_prefill", "cannot be true together with do_remote_decode");
+  if (p.remote_engine_id.size() > 64) return field("remote_engine_id", "is longer than 64 bytes");
+  if (p.remote_request_id.size() > kMaxRemoteIdBytes)
+    return field("remote_request_id", fmt::format("is longer than {} bytes", kMaxRemoteIdBytes));
+  if (p.remote_host.size() > 255) return field("remote_host", "is longer than 255 bytes");
+  if (p.do_remote_prefill) {
+    if (p.remote_host.empty()) return field("remote_host", "is required with do_remote_prefill");
+    if (p.remote_port == 0) return field("remote_port", "is required with do_remote_prefill");
+    if (p.remote_request_id.empty()) return field("remote_request_id", "is required with do_remote_prefill");
+  }
+  return p;
+}
 
 bool is_token_array(const json& v) {
   if (!v.is_array() || v.empty()) return false;
@@ -209,6 +250,16 @@ std::expected<GenerationRequest, ApiError> parse_generation_request(Endpoint end
     }
   }
   if (rd.error) return std::unexpected(*rd.error);
+  if (const json* kv = rd.get("kv_transfer_params")) {
+    auto p = parse_kv_transfer(*kv);
+    if (!p) return std::unexpected(p.error());
+    // The prefill leg answers once, whole: its answer carries where the blocks wait.
+    if (p->do_remote_decode && r.stream)
+      return bad("stream", "'stream' must be false with kv_transfer_params.do_remote_decode");
+    if (p->do_remote_decode && r.n != 1)
+      return bad("n", "'n' must be 1 with kv_transfer_params.do_remote_decode");
+    r.kv_transfer = std::move(*p);
+  }
   return r;
 }
 

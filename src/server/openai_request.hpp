@@ -24,6 +24,22 @@ struct ApiError {
 
 enum class Endpoint { kCompletions, kChat };
 
+// vLLM's kv_transfer_params (the NixlConnector shape, DESIGN.md "P/D"): the prefill leg carries
+// do_remote_decode; its answer, passed unchanged to the decode server, carries do_remote_prefill
+// and where the prompt's blocks wait.
+struct KvTransferParams {
+  bool do_remote_decode = false;   // the prefill leg: keep the prompt's blocks for a decode server
+  bool do_remote_prefill = false;  // the decode leg: pull the blocks named below
+  std::string remote_engine_id;
+  std::string remote_host;
+  int32_t remote_port = 0;
+  std::vector<int32_t> remote_block_ids;
+  std::string remote_request_id;
+};
+
+constexpr std::size_t kMaxRemoteBlocks = 1u << 16;
+constexpr std::size_t kMaxRemoteIdBytes = 256;
+
 struct GenerationRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;
@@ -47,6 +63,7 @@ struct GenerationRequest {
   std::string cache_salt;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  std::optional<KvTransferParams> kv_transfer;
 };
 
 constexpr int32_t kMaxLogprobs = 20;
