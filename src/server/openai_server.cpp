@@ -134,6 +134,14 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const ServeConfig& cfg, const
   prompt_tokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.");
   generation_tokens = counter("vllm:generation_tokens", "Number of generation tokens processed.");
   preemptions = counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.");
+  kv_pinned_blocks =
+      gauge("llmd:kv_pinned_blocks", "KV blocks of prefill legs kept for decode servers to pull.");
+  auto& pins = r.counter("llmd:kv_pins",
+                         "Prefill legs' pinned KV blocks freed, by why: the decode side "
+                         "released them, or the pin timed out.",
+                         {"model_name", "engine", "outcome"});
+  kv_pins_released = &pins.with({cfg.served_model_name, "0", "released"});
+  kv_pins_expired = &pins.with({cfg.served_model_name, "0", "expired"});
   auto& success = r.counter("vllm:request_success", "Count of successfully processed requests.",
                             {"model_name", "engine", "finished_reason"});
   success_stop = &success.with({cfg.served_model_name, "0", "stop"});
@@ -169,6 +177,9 @@ void ServerMetrics::refresh(const engine::EngineStats& st) {
   prompt_tokens->inc(static_cast<double>(st.prompt_tokens - last_.prompt_tokens));
   generation_tokens->inc(static_cast<double>(st.generation_tokens - last_.generation_tokens));
   preemptions->inc(static_cast<double>(st.preemptions - last_.preemptions));
+  kv_pinned_blocks->set(static_cast<double>(st.kv_pinned_blocks));
+  kv_pins_released->inc(static_cast<double>(st.kv_pins_released - last_.kv_pins_released));
+  kv_pins_expired->inc(static_cast<double>(st.kv_pins_expired - last_.kv_pins_expired));
   last_ = st;
 }
 

@@ -13,9 +13,10 @@ struct ServerMetrics {
   // Brings the engine's counters and gauges up to date; called before each scrape.
   void refresh(const engine::EngineStats& st);
 
-  metrics::Gauge *running, *waiting, *kv_usage;
+  metrics::Gauge *running, *waiting, *kv_usage, *kv_pinned_blocks;
   metrics::Counter *prefix_queries, *prefix_hits, *prompt_tokens, *generation_tokens, *preemptions;
   metrics::Counter *success_stop, *success_length, *success_abort, *success_error;
+  metrics::Counter *kv_pins_released, *kv_pins_expired;  // P/D prefill legs' pins, by how they ended
   metrics::Histogram *ttft, *tpot, *itl, *e2e;
 
  private:
