@@ -10,6 +10,7 @@ packages=(
   libboost-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libyaml-cpp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # the EPP (Envoy ext_proc)
   libsimdjson-dev  # the router's per-request body parse
+  libssl-dev  # libcrypto: HMAC-SHA256 of the KV transfer handshake
   prometheus
   haproxy  # bench/route_overhead.sh compares the router with it
   valgrind curl  # bench/route_instructions.sh counts the router's instructions per request

@@ -1,0 +1,302 @@
+#include "kv/transfer/tcp_backend.hpp"
+
+#include <array>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "common/deadline.hpp"
+#include "common/error.hpp"
+#include "kv/transfer/auth.hpp"
+#include "kv/transfer/socket_io.hpp"
+#include "kv/transfer/wire.hpp"
+
+namespace llmd::kv::transfer {
+namespace {
+
+// One read() waiting for its blocks; it lives on read()'s coroutine frame.
+struct Pending {
+  Pending(asio::any_io_executor ex, uint64_t id, std::span<const BlockPair> b)
+      : xfer_id(id), blocks(b), wake(std::move(ex), asio::steady_timer::time_point::max()) {}
+  uint64_t xfer_id;
+  std::span<const BlockPair> blocks;
+  uint32_t next = 0;                // index of the next BLOCK expected
+  std::optional<XferError> failed;  // the first bad block; the rest of the READ is still drained
+  std::optional<std::expected<void, XferError>> result;  // set once, then `wake` is cancelled
+  asio::steady_timer wake;
+};
+
+// A peer's connection, shared by the Peer handle and the loops that run on it (which may outlive
+// the handle by one wake-up).
+struct Conn {
+  Conn(asio::any_io_executor ex, PeerInfo i, std::chrono::milliseconds timeout, const KvRegion& r)
+      : info(std::move(i)), io_timeout(timeout), local(r), sock(std::move(ex)) {}
+
+  void fail_all(XferError e) {
+    if (!broken) broken = e;
+    for (Pending* p : pending) {
+      p->result = std::unexpected(e);
+      p->wake.cancel();
+    }
+    pending.clear();
+    error_code ignored;
+    sock.close(ignored);
+  }
+  void complete_front(std::expected<void, XferError> r) {
+    Pending* p = pending.front();
+    pending.pop_front();
+    p->result = r;
+    p->wake.cancel();
+  }
+
+  PeerInfo info;
+  std::chrono::milliseconds io_timeout;
+  KvRegion local;
+  tcp::socket sock;
+  Deadline deadline{sock};
+  std::optional<XferError> broken;
+  std::deque<Pending*> pending;  // in the order their READs were sent, which is the order of replies
+  uint64_t next_xfer = 1;
+  std::deque<wire::Bytes> out;  // frames waiting for the writer
+  bool writing = false;
+  std::vector<uint8_t> payload;
+  std::vector<asio::mutable_buffer> scatter;
+};
+
+class TcpPeer final : public Peer {
+ public:
+  explicit TcpPeer(std::shared_ptr<Conn> c) : conn(std::move(c)) {}
+  ~TcpPeer() override {
+    error_code ignored;
+    conn->sock.close(ignored);  // ends the reader loop
+  }
+  const PeerInfo& info() const override { return conn->info; }
+  bool usable() const override { return !conn->broken; }
+  std::shared_ptr<Conn> conn;
+};
+
+// Frames go out one async_write at a time, in order (concurrent writes on a socket interleave).
+asio::awaitable<void> write_loop(std::shared_ptr<Conn> c) {
+  while (!c->out.empty() && !c->broken) {
+    const wire::Bytes frame = std::move(c->out.front());
+    c->out.pop_front();
+    error_code ec;
+    co_await asio::async_write(c->sock, asio::buffer(frame), ec_token(ec));
+    if (ec) c->fail_all(io_error(ec, c->deadline, !c->pending.empty()));
+  }
+  c->out.clear();
+  c->writing = false;
+}
+
+void send(const std::shared_ptr<Conn>& c, wire::Bytes frame) {
+  c->out.push_back(std::move(frame));
+  if (c->writing) return;
+  c->writing = true;
+  asio::co_spawn(c->sock.get_executor(), write_loop(c), asio::detached);
+}
+
+// Reads one BLOCK frame whose header `h` was read; an error ends the connection.
+asio::awaitable<std::expected<void, XferError>> read_block(Conn& c, const wire::FrameHeader& h) {
+  const KvLayout& l = c.local.layout;
+  if (!wire::check_block_length(h, l.block_bytes())) co_return std::unexpected(XferError::kProtocol);
+  std::array<uint8_t, wire::kBlockHeaderPayload> hb;
+  error_code ec;
+  co_await asio::async_read(c.sock, asio::buffer(hb), ec_token(ec));
+  if (ec) co_return std::unexpected(io_error(ec, c.deadline, true));
+  wire::BlockHeader bh;
+  if (!wire::decode(hb, bh) || c.pending.empty()) co_return std::unexpected(XferError::kProtocol);
+  Pending& p = *c.pending.front();
+  if (bh.xfer_id != p.xfer_id || bh.index != p.next || p.next >= p.blocks.size())
+    co_return std::unexpected(XferError::kProtocol);
+  const BlockPair& pair = p.blocks[p.next++];
+  if (bh.key != pair.key && !p.failed) p.failed = XferError::kKeyMismatch;
+  // Straight into the local block's segments. After a failed block they are still the destination:
+  // the caller treats them as garbage, and the stream stays in step for the next READ.
+  c.scatter.clear();
+  for (uint32_t s = 0; s < l.n_segments; ++s)
+    c.scatter.emplace_back(c.local.base + l.offset(pair.local, s), l.segment_bytes);
+  co_await asio::async_read(c.sock, c.scatter, ec_token(ec));
+  if (ec) co_return std::unexpected(io_error(ec, c.deadline, true));
+  if (!p.failed && block_checksum(l, c.local.base, pair.local) != bh.checksum)
+    p.failed = XferError::kChecksum;
+  co_return std::expected<void, XferError>{};
+}
+
+asio::awaitable<std::expected<void, XferError>> read_done(Conn& c) {
+  wire::ReadDone d;
+  if (!wire::decode(c.payload, d) || c.pending.empty() || d.xfer_id != c.pending.front()->xfer_id)
+    co_return std::unexpected(XferError::kProtocol);
+  Pending& p = *c.pending.front();
+  if (d.status != 0) {
+    const auto e = xfer_error_from_wire(d.status);
+    c.complete_front(std::unexpected(e.value_or(XferError::kProtocol)));
+  } else if (p.failed) {
+    c.complete_front(std::unexpected(*p.failed));
+  } else if (p.next != p.blocks.size()) {
+    co_return std::unexpected(XferError::kProtocol);  // fewer blocks than asked for
+  } else {
+    c.complete_front({});
+  }
+  co_return std::expected<void, XferError>{};
+}
+
+// Takes every frame the server sends after the handshake, for as long as the connection lives.
+asio::awaitable<void> reader_loop(std::shared_ptr<Conn> c) {
+  std::array<uint8_t, wire::kFrameHeaderBytes> hb;
+  error_code ec;
+  for (;;) {
+    // Idle (nothing pending) the connection may wait for the next READ forever; read() arms the
+    // deadline when it posts one, and each frame re-arms it while any is pending.
+    if (c->pending.empty())
+      c->deadline.expires_never();
+    else
+      c->deadline.expires_after(c->io_timeout);
+    co_await asio::async_read(c->sock, asio::buffer(hb), ec_token(ec));
+    if (ec) break;
+    const auto h = wire::decode_header(hb);
+    if (!h) {
+      c->fail_all(XferError::kProtocol);
+      co_return;
+    }
+    std::expected<void, XferError> r;
+    if (h->type == wire::FrameType::kBlock) {
+      r = co_await read_block(*c, *h);
+    } else {
+      c->payload.resize(h->payload_len);  // a control frame: <= kMaxControlPayload
+      co_await asio::async_read(c->sock, asio::buffer(c->payload), ec_token(ec));
+      if (ec) break;
+      if (h->type == wire::FrameType::kReadDone) {
+        r = co_await read_done(*c);
+      } else if (h->type == wire::FrameType::kError) {
+        wire::Error e;
+        r = std::unexpected(wire::decode(c->payload, e)
+                                ? xfer_error_from_wire(e.code).value_or(XferError::kProtocol)
+                                : XferError::kProtocol);
+      } else {
+        r = std::unexpected(XferError::kProtocol);
+      }
+    }
+    if (!r) {
+      c->fail_all(r.error());
+      co_return;
+    }
+  }
+  // EOF, reset, timeout, or the Peer handle closed the socket.
+  c->fail_all(io_error(ec, c->deadline, !c->pending.empty()));
+}
+
+XferError handshake_error(const std::expected<wire::FrameHeader, XferError>& h) {
+  return h ? XferError::kProtocol : h.error();
+}
+
+}  // namespace
+
+TcpBackend::TcpBackend(asio::any_io_executor ex, TransferConfig config, KvRegion local,
+                       std::string fingerprint)
+    : ex_(std::move(ex)),
+      cfg_(std::move(config)),
+      local_(local),
+      fingerprint_(std::move(fingerprint)),
+      auth_(std::make_unique<Authenticator>(cfg_.secret)) {
+  check_layout(local_.layout);
+  if (!local_.base) fail("KV transfer: the region has no memory");
+}
+
+TcpBackend::~TcpBackend() = default;
+
+asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> TcpBackend::prepare(PeerInfo peer) {
+  auto c = std::make_shared<Conn>(ex_, peer, cfg_.io_timeout, local_);
+  error_code ec;
+  tcp::resolver resolver(ex_);
+  const auto endpoints = co_await resolver.async_resolve(peer.host, std::to_string(peer.port), ec_token(ec));
+  if (ec) co_return std::unexpected(XferError::kConnect);
+  // One endpoint at a time, the options set before connect (the window scale is fixed by the SYN).
+  ec = asio::error::host_not_found;
+  for (const auto& e : endpoints) {
+    error_code ignored;
+    c->sock.close(ignored);
+    c->sock.open(e.endpoint().protocol(), ec);
+    if (ec) continue;
+    set_transfer_options(c->sock, cfg_.socket_buffer_bytes);
+    c->deadline.expires_after(cfg_.connect_timeout);
+    co_await c->sock.async_connect(e.endpoint(), ec_token(ec));
+    if (!ec) break;
+  }
+  if (ec) co_return std::unexpected(c->deadline.expired() ? XferError::kTimeout : XferError::kConnect);
+
+  c->deadline.expires_after(cfg_.auth_timeout);
+  auto h = co_await read_control_frame(c->sock, c->deadline, c->payload, false);
+  wire::Hello hello;
+  if (!h || h->type != wire::FrameType::kHello) co_return std::unexpected(handshake_error(h));
+  if (!wire::decode(c->payload, hello)) co_return std::unexpected(XferError::kProtocol);
+  const wire::Nonce nonce_c = random_nonce();
+  wire::Bytes f;
+  wire::encode(wire::Auth{nonce_c, auth_->client_mac(hello.nonce, nonce_c)}, f);
+  if (auto w = co_await write_all(c->sock, c->deadline, f); !w) co_return std::unexpected(w.error());
+  h = co_await read_control_frame(c->sock, c->deadline, c->payload, false);
+  if (!h) co_return std::unexpected(h.error());
+  if (h->type == wire::FrameType::kError) {
+    wire::Error e;
+    if (!wire::decode(c->payload, e)) co_return std::unexpected(XferError::kProtocol);
+    co_return std::unexpected(xfer_error_from_wire(e.code).value_or(XferError::kProtocol));
+  }
+  wire::AuthOk ok;
+  if (h->type != wire::FrameType::kAuthOk || !wire::decode(c->payload, ok))
+    co_return std::unexpected(XferError::kProtocol);
+  // The server proves it knows the secret too: otherwise anyone could pose as a prefill server.
+  if (!auth_->check_server(nonce_c, hello.nonce, ok.mac)) co_return std::unexpected(XferError::kAuth);
+  if (hello.layout != local_.layout || hello.fingerprint != fingerprint_)
+    co_return std::unexpected(XferError::kIncompatible);
+  if (!peer.engine_id.empty() && hello.engine_id != peer.engine_id)
+    co_return std::unexpected(XferError::kEngineRestarted);
+
+  c->deadline.expires_never();
+  asio::co_spawn(ex_, reader_loop(c), asio::detached);
+  co_return std::make_unique<TcpPeer>(std::move(c));
+}
+
+asio::awaitable<std::expected<void, XferError>> TcpBackend::read(Peer& peer,
+                                                                 std::string_view remote_request_id,
+                                                                 std::span<const BlockPair> blocks) {
+  const std::shared_ptr<Conn>& c = static_cast<TcpPeer&>(peer).conn;
+  if (c->broken) co_return std::unexpected(*c->broken);
+  if (blocks.empty()) co_return std::expected<void, XferError>{};
+  const KvLayout& l = local_.layout;
+  if (blocks.size() > std::min<uint32_t>(wire::kMaxReadBlocks, l.n_blocks))
+    co_return std::unexpected(XferError::kBadBlock);
+  wire::Read r;
+  r.xfer_id = c->next_xfer++;
+  r.request_id = remote_request_id;
+  r.blocks.reserve(blocks.size());
+  for (const BlockPair& b : blocks) {
+    // The remote ids are checked by the server; ours must not send bytes outside our region.
+    if (b.remote < 0 || !l.has_block(b.local)) co_return std::unexpected(XferError::kBadBlock);
+    r.blocks.push_back(static_cast<uint32_t>(b.remote));
+  }
+  wire::Bytes f;
+  if (!wire::encode(r, f)) co_return std::unexpected(XferError::kProtocol);  // request id over its cap
+  Pending p(ex_, r.xfer_id, blocks);
+  c->pending.push_back(&p);
+  send(c, std::move(f));
+  c->deadline.expires_after(cfg_.io_timeout);
+  // Nothing between posting and waiting suspends, so the reply cannot complete `p` before the wait.
+  while (!p.result) {
+    error_code ec;
+    co_await p.wake.async_wait(ec_token(ec));
+  }
+  co_return *p.result;
+}
+
+asio::awaitable<std::expected<void, XferError>> TcpBackend::release(Peer& peer,
+                                                                    std::string_view remote_request_id,
+                                                                    ReleaseOutcome outcome) {
+  const std::shared_ptr<Conn>& c = static_cast<TcpPeer&>(peer).conn;
+  if (c->broken) co_return std::unexpected(*c->broken);
+  wire::Bytes f;
+  if (!wire::encode(wire::Release{std::string(remote_request_id), static_cast<uint8_t>(outcome)}, f))
+    co_return std::unexpected(XferError::kProtocol);
+  send(c, std::move(f));
+  co_return std::expected<void, XferError>{};
+}
+
+}  // namespace llmd::kv::transfer

@@ -1,0 +1,295 @@
+#include "kv/transfer/transfer_server.hpp"
+
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <unordered_set>
+#include <vector>
+
+#include "common/deadline.hpp"
+#include "common/error.hpp"
+#include "kv/transfer/auth.hpp"
+#include "kv/transfer/socket_io.hpp"
+#include "kv/transfer/wire.hpp"
+
+namespace llmd::kv::transfer {
+namespace {
+
+// The kernel's boot id names this boot of this host: equal ids mean a peer shares our memory (the
+// shm backend's test); zeros when it cannot be read.
+wire::BootId read_boot_id() {
+  wire::BootId id{};
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::string s;
+  if (!std::getline(f, s)) return id;
+  size_t n = 0;
+  for (size_t i = 0; i + 1 < s.size() && n < id.size(); ++i) {
+    if (s[i] == '-') continue;
+    const auto nib = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+    id[n++] = static_cast<uint8_t>(nib(s[i]) << 4 | nib(s[i + 1]));
+    ++i;
+  }
+  return id;
+}
+
+}  // namespace
+
+struct ServerState {
+  ServerState(asio::any_io_executor e, TransferConfig c, KvRegion r, std::string fp, PinRegistry& p,
+              TransferServer::ReleaseFn rel, std::string id)
+      : ex(std::move(e)),
+        cfg(std::move(c)),
+        region(r),
+        fingerprint(std::move(fp)),
+        engine_id(id.empty() ? new_engine_id() : std::move(id)),
+        boot_id(read_boot_id()),
+        pins(p),
+        on_release(std::move(rel)),
+        auth(cfg.secret),
+        acceptor(ex) {}
+
+  asio::any_io_executor ex;
+  TransferConfig cfg;
+  KvRegion region;
+  std::string fingerprint;
+  std::string engine_id;
+  wire::BootId boot_id;
+  PinRegistry& pins;
+  TransferServer::ReleaseFn on_release;
+  Authenticator auth;
+  tcp::acceptor acceptor;
+  std::unordered_set<tcp::socket*> live;  // executor only
+  bool stopped = false;                   // executor only
+};
+
+namespace {
+
+using State = ServerState;
+
+// One connection's buffers, reused by each READ on it.
+struct Session {
+  explicit Session(tcp::socket s) : sock(std::move(s)) {}
+  tcp::socket sock;
+  Deadline deadline{sock};
+  std::vector<uint8_t> payload;
+  wire::Read read;
+  std::vector<BlockHash> keys;
+  std::vector<std::array<uint8_t, wire::kBlockFrameHeaderBytes>> headers;
+  std::vector<asio::const_buffer> bufs;
+  wire::Bytes done_frame;
+  std::vector<std::byte> scratch;  // the corrupted segment of a fault
+};
+
+asio::awaitable<bool> send_frame(Session& s, const wire::Bytes& frame, std::chrono::milliseconds timeout) {
+  s.deadline.expires_after(timeout);
+  co_return (co_await write_all(s.sock, s.deadline, frame)).has_value();
+}
+
+asio::awaitable<void> send_error(Session& s, const State& st, XferError e, std::string msg) {
+  wire::Bytes f;
+  (void)wire::encode(wire::Error{static_cast<uint16_t>(e), std::move(msg)}, f);
+  co_await send_frame(s, f, st.cfg.io_timeout);
+}
+
+// HELLO -> AUTH -> AUTH_OK within auth_timeout; false: the peer is refused (and told why).
+asio::awaitable<bool> handshake(Session& s, State& st) {
+  wire::Hello hello;
+  hello.nonce = random_nonce();
+  hello.engine_id = st.engine_id;
+  hello.boot_id = st.boot_id;
+  hello.layout = st.region.layout;
+  hello.fingerprint = st.fingerprint;
+  wire::Bytes f;
+  if (!wire::encode(hello, f)) co_return false;  // the constructor checked the caps
+  if (!co_await send_frame(s, f, st.cfg.auth_timeout)) co_return false;
+  const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
+  wire::Auth auth;
+  if (!h || h->type != wire::FrameType::kAuth || !wire::decode(s.payload, auth)) {
+    co_await send_error(s, st, XferError::kProtocol, "expected AUTH");
+    co_return false;
+  }
+  // One attempt per connection: a guess costs a connection and a handshake.
+  if (!st.auth.check_client(hello.nonce, auth.nonce, auth.mac)) {
+    co_await send_error(s, st, XferError::kAuth, "wrong secret");
+    co_return false;
+  }
+  f.clear();
+  wire::encode(wire::AuthOk{st.auth.server_mac(auth.nonce, hello.nonce)}, f);
+  co_return co_await send_frame(s, f, st.cfg.auth_timeout);
+}
+
+// Stops sending mid-block (a fault): the peer must see a truncated transfer, then we wait for it to
+// hang up so that our unread bytes do not turn our FIN into a reset.
+asio::awaitable<void> truncate_connection(Session& s, const State& st) {
+  error_code ec;
+  s.sock.shutdown(tcp::socket::shutdown_send, ec);
+  s.deadline.expires_after(st.cfg.io_timeout);
+  std::array<uint8_t, 4096> sink;
+  while (!ec) co_await s.sock.async_read_some(asio::buffer(sink), ec_token(ec));
+}
+
+// Serves one READ; false when the connection must close.
+asio::awaitable<bool> serve_read(Session& s, State& st) {
+  const KvLayout& l = st.region.layout;
+  const wire::Read& r = s.read;
+  const auto done = [&](XferError e, std::string msg) -> asio::awaitable<bool> {
+    s.done_frame.clear();
+    (void)wire::encode(wire::ReadDone{r.xfer_id, static_cast<uint16_t>(e), std::move(msg)}, s.done_frame);
+    co_return co_await send_frame(s, s.done_frame, st.cfg.io_timeout);
+  };
+  auto lease = st.pins.lease(r.request_id, r.blocks, s.keys);
+  if (!lease) co_return co_await done(lease.error(), std::string(to_string(lease.error())));
+  for (uint32_t b : r.blocks)
+    if (!l.has_block(b)) co_return co_await done(XferError::kBadBlock, "block out of range");
+
+  const uint64_t bb = l.block_bytes();
+  const size_t per_batch = std::max<uint64_t>(1, st.cfg.write_batch_bytes / bb);
+  const auto& fault = st.cfg.fault;
+  s.done_frame.clear();
+  (void)wire::encode(wire::ReadDone{r.xfer_id, 0, {}}, s.done_frame);
+  size_t i = 0;
+  while (i < r.blocks.size()) {
+    s.headers.resize(std::min(per_batch, r.blocks.size() - i));  // no reallocation below: bufs point in
+    s.bufs.clear();
+    bool truncate = false;
+    for (size_t k = 0; k < s.headers.size(); ++k, ++i) {
+      const auto b = static_cast<int32_t>(r.blocks[i]);
+      const wire::BlockHeader bh{r.xfer_id, static_cast<uint32_t>(i), s.keys[i],
+                                 block_checksum(l, st.region.base, b)};
+      wire::encode_block_header(bh, bb, s.headers[k]);
+      s.bufs.emplace_back(asio::buffer(s.headers[k]));
+      truncate = fault.kind == TransferConfig::Fault::kTruncate && i == static_cast<size_t>(fault.block);
+      uint64_t budget = truncate ? bb / 2 : bb;
+      for (uint32_t seg = 0; seg < l.n_segments && budget > 0; ++seg) {
+        const std::byte* p = st.region.base + l.offset(b, seg);
+        if (fault.kind == TransferConfig::Fault::kCorrupt && i == static_cast<size_t>(fault.block) &&
+            seg == 0) {
+          s.scratch.assign(p, p + l.segment_bytes);
+          s.scratch[0] ^= std::byte{0xff};
+          p = s.scratch.data();
+        }
+        const uint64_t n = std::min(budget, l.segment_bytes);
+        s.bufs.emplace_back(p, n);
+        budget -= n;
+      }
+      if (truncate) break;
+    }
+    if (!truncate && i == r.blocks.size()) s.bufs.emplace_back(asio::buffer(s.done_frame));
+    s.deadline.expires_after(st.cfg.io_timeout);
+    error_code ec;
+    co_await asio::async_write(s.sock, s.bufs, ec_token(ec));
+    if (ec) co_return false;
+    if (truncate) {
+      co_await truncate_connection(s, st);
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<void> serve(std::shared_ptr<State> st, tcp::socket sock) {
+  Session s(std::move(sock));
+  st->live.insert(&s.sock);
+  try {
+    set_transfer_options(s.sock, st->cfg.socket_buffer_bytes);
+    if (co_await handshake(s, *st)) {
+      const uint32_t max_blocks = std::min<uint32_t>(wire::kMaxReadBlocks, st->region.layout.n_blocks);
+      for (;;) {
+        s.deadline.expires_never();  // an idle pooled connection may wait for its next READ forever
+        const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
+        if (!h) {
+          if (h.error() == XferError::kProtocol)
+            co_await send_error(s, *st, XferError::kProtocol, "bad frame");
+          break;
+        }
+        if (h->type == wire::FrameType::kRead) {
+          if (!wire::decode(s.payload, max_blocks, s.read)) {
+            co_await send_error(s, *st, XferError::kProtocol, "bad READ");
+            break;
+          }
+          if (!co_await serve_read(s, *st)) break;
+        } else if (h->type == wire::FrameType::kRelease) {
+          wire::Release rel;
+          if (!wire::decode(s.payload, rel)) {
+            co_await send_error(s, *st, XferError::kProtocol, "bad RELEASE");
+            break;
+          }
+          if (st->on_release) st->on_release(rel.request_id, static_cast<ReleaseOutcome>(rel.outcome));
+        } else {
+          co_await send_error(s, *st, XferError::kProtocol, "unexpected frame");
+          break;
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    // A failing random generator or allocation: this connection ends, the server goes on.
+  }
+  st->live.erase(&s.sock);
+  error_code ignored;
+  s.sock.close(ignored);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
+  while (!st->stopped) {
+    error_code ec;
+    tcp::socket sock = co_await st->acceptor.async_accept(ec_token(ec));
+    if (ec) {
+      if (st->stopped || ec == asio::error::operation_aborted) break;
+      continue;  // e.g. out of descriptors for a moment; the listener stays
+    }
+    asio::co_spawn(st->ex, serve(st, std::move(sock)), asio::detached);
+  }
+}
+
+}  // namespace
+
+TransferServer::TransferServer(asio::any_io_executor ex, TransferConfig config, KvRegion region,
+                               std::string fingerprint, PinRegistry& pins, ReleaseFn on_release,
+                               std::string engine_id) {
+  check_layout(region.layout);
+  if (!region.base) fail("KV transfer: the region has no memory");
+  if (region.layout.block_bytes() > UINT32_MAX - wire::kBlockHeaderPayload)
+    fail("KV transfer: a block of {} bytes does not fit a BLOCK frame", region.layout.block_bytes());
+  if (fingerprint.size() > wire::kMaxFingerprint)
+    fail("KV transfer: fingerprint over {} bytes", wire::kMaxFingerprint);
+  if (engine_id.size() > wire::kMaxEngineId) fail("KV transfer: engine id over {} bytes", wire::kMaxEngineId);
+  st_ = std::make_shared<ServerState>(std::move(ex), std::move(config), region, std::move(fingerprint), pins,
+                                      std::move(on_release), std::move(engine_id));
+  error_code ec;
+  const auto addr = asio::ip::make_address(st_->cfg.host, ec);
+  if (ec) fail("KV transfer: '{}' is not an IP address", st_->cfg.host);
+  const tcp::endpoint ep(addr, st_->cfg.port);
+  auto& a = st_->acceptor;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(tcp::acceptor::reuse_address(true), ec);
+  // Accepted sockets inherit the buffer sizes, and with them the window scale of their handshake.
+  if (!ec) a.set_option(asio::socket_base::receive_buffer_size(st_->cfg.socket_buffer_bytes), ec);
+  if (!ec) a.set_option(asio::socket_base::send_buffer_size(st_->cfg.socket_buffer_bytes), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail("KV transfer: cannot listen on {}:{}: {}", st_->cfg.host, st_->cfg.port, ec.message());
+  port_ = a.local_endpoint().port();
+}
+
+TransferServer::~TransferServer() {
+  stop();
+}
+
+void TransferServer::start() {
+  asio::co_spawn(st_->ex, accept_loop(st_), asio::detached);
+}
+
+void TransferServer::stop() {
+  asio::post(st_->ex, [st = st_] {
+    st->stopped = true;
+    error_code ignored;
+    st->acceptor.close(ignored);
+    for (tcp::socket* s : st->live) s->close(ignored);
+  });
+}
+
+const std::string& TransferServer::engine_id() const {
+  return st_->engine_id;
+}
+
+}  // namespace llmd::kv::transfer

@@ -1,0 +1,55 @@
+#pragma once
+// The serving side of KV transfers: a listener that lets authenticated peers read the blocks pinned
+// in a PinRegistry out of a registered region (issue 6 design §4).
+//
+// Per connection: HELLO (nonce, engine id, layout, fingerprint) -> AUTH -> AUTH_OK, then any number
+// of READ and RELEASE frames. READs are served in arrival order (a client may pipeline them): the
+// blocks are leased, then sent as BLOCK frames back to back in large gather writes straight from the
+// region, and a READ_DONE ends each READ. A READ naming an unknown request or an unpinned block gets
+// READ_DONE(error) before any data.
+//
+// Threading: all I/O runs on the executor given, which must not run handlers concurrently (a
+// one-thread io_context or a strand). The region's pinned blocks must not change while leased.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/asio.hpp"
+#include "kv/transfer/layout.hpp"
+#include "kv/transfer/pin_registry.hpp"
+#include "kv/transfer/transfer_backend.hpp"
+#include "kv/transfer/transfer_config.hpp"
+
+namespace llmd::kv::transfer {
+
+struct ServerState;  // transfer_server.cpp
+
+class TransferServer {
+ public:
+  // Called on the server's executor for each RELEASE frame.
+  using ReleaseFn = std::function<void(std::string_view request_id, ReleaseOutcome outcome)>;
+
+  // Binds config.host:config.port and listens (accepting starts with start()). Throws llmd::Error
+  // for an empty secret, a layout check_layout refuses, or an address it cannot bind.
+  TransferServer(asio::any_io_executor ex, TransferConfig config, KvRegion region, std::string fingerprint,
+                 PinRegistry& pins, ReleaseFn on_release = {}, std::string engine_id = {});
+  ~TransferServer();
+  TransferServer(const TransferServer&) = delete;
+  TransferServer& operator=(const TransferServer&) = delete;
+
+  void start();
+  // Closes the listener and every connection (leases end as their writes fail). Any thread.
+  void stop();
+
+  uint16_t port() const { return port_; }
+  // 128 random bits per server unless given: a restarted server is another engine.
+  const std::string& engine_id() const;
+
+ private:
+  std::shared_ptr<ServerState> st_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace llmd::kv::transfer
