@@ -4,9 +4,11 @@
 // is the only thread that calls forward().
 #include <cstdint>
 #include <expected>
+#include <optional>
 #include <string>
 
 #include "engine/batch.hpp"
+#include "engine/kv_region.hpp"
 #include "model/llama_config.hpp"
 
 namespace llmd::engine {
@@ -44,6 +46,9 @@ class Backend {
   // order. Errors (batch too large, position past max_seq_len, bad block id) leave the KV cache of
   // the sequences in the batch undefined and are reported, not thrown.
   virtual std::expected<void, std::string> forward(const Batch& batch, float* logits) = 0;
+
+  // The KV arena, for moving blocks between servers (P/D); nullopt where blocks cannot be moved.
+  virtual std::optional<KvRegion> kv_region() { return std::nullopt; }
 };
 
 }  // namespace llmd::engine

@@ -14,6 +14,7 @@
 
 #include "engine/cpu/cpu_backend.hpp"
 #include "engine/generator.hpp"
+#include "kv/transfer/layout.hpp"
 #include "model/gguf.hpp"
 #include "model/gguf_writer.hpp"
 #include "model/synth.hpp"
@@ -171,6 +172,46 @@ INSTANTIATE_TEST_SUITE_P(Models, BatchTest,
                                            ModelCase{"q4_0", model::GgmlType::Q4_0, 4, 1},
                                            ModelCase{"f16", model::GgmlType::F16, 2, 2}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// P/D: a prompt's full blocks computed by one backend and copied, through the arena layout, into
+// other block ids of another backend continue there exactly as if that backend had computed them.
+TEST_P(BatchTest, BlocksCopiedIntoAnotherBackendContinueAsComputedThere) {
+  const TempModel tm(GetParam());
+  const auto file = model::GgufFile::open(tm.path());
+  BackendConfig cfg;
+  cfg.threads = 2;
+  cfg.max_seq_len = 256;
+  cfg.kv.n_blocks = 16;
+  auto prefill = cpu::make_cpu_backend(file, cfg);
+  auto decode = cpu::make_cpu_backend(file, cfg);
+  const auto src = prefill->kv_region(), dst = decode->kv_region();
+  ASSERT_TRUE(src && dst);
+  EXPECT_EQ(src->layout, dst->layout);
+  EXPECT_EQ(src->layout.n_segments, 2u * prefill->config().n_layer);
+  EXPECT_EQ(src->layout.block_bytes(), 2u * prefill->config().n_layer * prefill->block_size() *
+                                           prefill->config().n_head_kv * prefill->config().head_dim * 2);
+
+  const int32_t bs = prefill->block_size();
+  std::mt19937 rng(7);
+  std::vector<int32_t> prompt(2 * bs + 5);
+  for (auto& x : prompt) x = 3 + static_cast<int32_t>(rng() % (prefill->config().n_vocab - 3));
+  const int64_t V = prefill->config().n_vocab;
+  std::vector<float> logits(V);
+  Batch batch;
+  const std::vector<int32_t> table_p = {4, 9, 2};
+  batch.seqs = {{prompt, 0, table_p, true}};
+  ASSERT_TRUE(prefill->forward(batch, logits.data()));
+
+  // The decode side holds other blocks (7, 3) for the two full ones and computes only the tail.
+  const std::vector<int32_t> table_d = {7, 3, 12};
+  for (int i = 0; i < 2; ++i)
+    kv::transfer::copy_block(src->layout, src->base, table_p[i], dst->base, table_d[i]);
+  std::vector<float> tail(V);
+  batch.seqs = {{std::span(prompt).subspan(2 * bs), 2 * bs, table_d, true}};
+  ASSERT_TRUE(decode->forward(batch, tail.data()));
+  expect_close(tail, logits);
+  expect_close(tail, alone(*decode, prompt));
+}
 
 // stories260K stores output.weight equal to token_embd.weight: without it (tied output) the
 // logits must be the same, bit for bit.

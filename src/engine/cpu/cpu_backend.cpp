@@ -51,8 +51,11 @@ class CpuBackend final : public Backend {
   int32_t max_batch_tokens() const override { return max_tokens_; }
   std::string describe() const override;
   std::expected<void, std::string> forward(const Batch& batch, float* logits) override;
+  std::optional<KvRegion> kv_region() override;
 
  private:
+  uint8_t* k(int32_t il) { return kv_arena_.data() + (2 * size_t(il)) * kv_layer_bytes_; }
+  uint8_t* v(int32_t il) { return kv_arena_.data() + (2 * size_t(il) + 1) * kv_layer_bytes_; }
   std::expected<void, std::string> plan(const Batch& batch);
   void embed(int64_t n_tokens);
   void layer(int32_t il, int64_t n_tokens);
@@ -73,9 +76,11 @@ class CpuBackend final : public Backend {
   Linear lm_head_;
   RopeTable rope_;
 
-  // KV pools, one K and one V per layer (layout in attention.hpp).
+  // KV pools, one K and one V per layer (layout in attention.hpp), in one arena K0 V0 K1 V1 ...:
+  // a block is then 2 * n_layer runs at one stride, which is what a KV transfer reads and writes.
   size_t kv_elem_bytes_;
-  std::vector<std::vector<uint8_t>> k_, v_;
+  size_t kv_layer_bytes_;
+  std::vector<uint8_t> kv_arena_;
 
   // Step state, sized once for max_tokens_ / max_seqs_.
   int64_t q_dim_, kv_dim_, qkv_dim_;
@@ -149,9 +154,8 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
   rope_ = RopeTable(c_, max_seq_len_, freq_factors);
 
   kv_elem_bytes_ = kv_dtype_ == KvDtype::kF16 ? 2 : 4;
-  const size_t layer_bytes = static_cast<size_t>(n_blocks_) * bs_ * kv_dim_ * kv_elem_bytes_;
-  k_.assign(c_.n_layer, std::vector<uint8_t>(layer_bytes));
-  v_.assign(c_.n_layer, std::vector<uint8_t>(layer_bytes));
+  kv_layer_bytes_ = static_cast<size_t>(n_blocks_) * bs_ * kv_dim_ * kv_elem_bytes_;
+  kv_arena_.assign(2 * c_.n_layer * kv_layer_bytes_, 0);
 
   const int64_t T = max_tokens_;
   tok_.resize(T);
@@ -179,6 +183,17 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
   const int64_t widest = std::max({d, c_.n_ff, q_dim_});
   const std::vector<float> zeros(T * widest);
   in_.prepare(zeros.data(), T, widest, widest, any_int8, pool_);
+}
+
+std::optional<KvRegion> CpuBackend::kv_region() {
+  KvLayout l;
+  l.n_segments = static_cast<uint32_t>(2 * c_.n_layer);
+  l.segment_bytes = static_cast<uint64_t>(bs_) * kv_dim_ * kv_elem_bytes_;  // a block is contiguous per pool
+  l.segment_stride = kv_layer_bytes_;
+  l.n_blocks = n_blocks_;
+  l.block_size = bs_;
+  l.dtype = kv_dtype_ == KvDtype::kF16 ? 0 : 1;
+  return KvRegion{l, reinterpret_cast<std::byte*>(kv_arena_.data())};
 }
 
 std::string CpuBackend::describe() const {
@@ -244,8 +259,8 @@ void CpuBackend::store_token(int32_t il, int64_t phys, int32_t slot, const float
     f32_to_f16(kv, half, 2 * kv_dim_);
     src = half;
   }
-  T* kp = reinterpret_cast<T*>(k_[il].data());
-  T* vp = reinterpret_cast<T*>(v_[il].data());
+  T* kp = reinterpret_cast<T*>(k(il));
+  T* vp = reinterpret_cast<T*>(v(il));
   for (int64_t g = 0; g < nkv; ++g) {
     const int64_t base = (phys * nkv + g) * hd * bs_;
     for (int64_t e = 0; e < hd; ++e) kp[base + e * bs_ + slot] = src[g * hd + e];
@@ -274,8 +289,8 @@ void CpuBackend::layer(int32_t il, int64_t T) {
   a.ldq = qkv_dim_;
   a.out = attn_.data();
   a.ldo = q_dim_;
-  a.k = k_[il].data();
-  a.v = v_[il].data();
+  a.k = k(il);
+  a.v = v(il);
   a.dtype = kv_dtype_;
   a.n_head = static_cast<int32_t>(c_.n_head);
   a.n_head_kv = static_cast<int32_t>(c_.n_head_kv);

@@ -59,6 +59,17 @@ class SimBackend final : public Backend {
   int32_t max_batch_tokens() const override { return max_tokens_; }
   std::string describe() const override;
   std::expected<void, std::string> forward(const Batch& batch, float* logits) override;
+  // One segment: a block's token ids. What a decode server pulls is what it predicts from.
+  std::optional<KvRegion> kv_region() override {
+    KvLayout l;
+    l.n_segments = 1;
+    l.segment_bytes = static_cast<uint64_t>(bs_) * sizeof(int32_t);
+    l.segment_stride = l.segment_bytes * static_cast<uint64_t>(n_blocks_);
+    l.n_blocks = n_blocks_;
+    l.block_size = bs_;
+    l.dtype = 2;  // kv::transfer::KvDtype::kSimTokens
+    return KvRegion{l, reinterpret_cast<std::byte*>(kv_tokens_.data())};
+  }
 
  private:
   std::expected<void, std::string> validate(const Batch& batch) const;
