@@ -112,11 +112,13 @@ void Engine::loop() {
   std::vector<std::unique_ptr<Sequence>> arrived;
   std::vector<uint64_t> aborted;
   std::vector<std::string> released;
+  std::vector<std::pair<uint64_t, bool>> pulls_done;
   for (;;) {
     {
       std::unique_lock lock(mu_);
       const auto ready = [&] {
-        return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_releases_.empty() || !sched_.idle();
+        return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_releases_.empty() || !kv_pulled_.empty() ||
+               !sched_.idle();
       };
       // Idle with pins: sleep only until the first of them expires.
       if (const auto due = pins_.next_deadline())
@@ -127,11 +129,16 @@ void Engine::loop() {
       arrived.swap(inbox_);
       aborted.swap(aborts_);
       released.swap(kv_releases_);
+      pulls_done.swap(kv_pulled_);
     }
     unpin(released);
     released.clear();
+    for (const auto& [id, ok] : pulls_done) pulled(id, ok);
+    pulls_done.clear();
     for (uint64_t id : aborted) {
-      if (auto s = sched_.remove(id)) {
+      if (pulling_.contains(id)) {
+        aborted_pulls_.insert(id);  // ends when its pull does
+      } else if (auto s = sched_.remove(id)) {
         RequestOutput out;
         finish(*s, FinishReason::kAbort, out);
       } else {  // not yet scheduled: it may be among the new arrivals
@@ -149,13 +156,27 @@ void Engine::loop() {
         std::lock_guard lock(stats_mu_);
         stats_.prompt_tokens += s->n_prompt;
       }
-      sched_.add(std::move(s));
+      if (s->spec.kv_remote && cfg_.kv_puller)
+        start_pull(std::move(s));
+      else
+        sched_.add(std::move(s));
     }
     arrived.clear();
     if (!sched_.idle()) step();
     publish_stats();
   }
-  // Shutting down: every request still known ends as aborted, so no client waits forever.
+  // Shutting down: every request still known ends as aborted, so no client waits forever. A pull
+  // in flight may still write its blocks: it is waited for (the puller's own timeouts bound it).
+  for (auto& [id, s] : pulling_) aborted_pulls_.insert(id);
+  while (!pulling_.empty()) {
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait(lock, [&] { return !kv_pulled_.empty(); });
+      pulls_done.swap(kv_pulled_);
+    }
+    for (const auto& [id, ok] : pulls_done) pulled(id, ok);
+    pulls_done.clear();
+  }
   for (auto& s : inbox_) {
     RequestOutput out;
     finish(*s, FinishReason::kAbort, out);
@@ -195,6 +216,84 @@ void Engine::unpin(const std::vector<std::string>& released) {
   std::lock_guard lock(stats_mu_);
   stats_.kv_pins_released += n_released;
   stats_.kv_pins_expired += expired.size();
+}
+
+// The decode leg: the prompt's leading full blocks this engine already holds are prefix hits; the
+// rest of those the prefill server holds are pulled into newly allocated blocks. Whatever is not
+// pulled (the last token at least: its logits are needed) is computed as usual.
+void Engine::start_pull(std::unique_ptr<Sequence> s) {
+  const RemoteBlocks& remote = *s->spec.kv_remote;
+  const int32_t bs = blocks_.block_size();
+  const auto n = std::min<size_t>(static_cast<size_t>((s->n_prompt - 1) / bs), remote.block_ids.size());
+  if (n == 0) {  // nothing worth pulling: an ordinary request
+    cfg_.kv_puller->release(remote);
+    sched_.add(std::move(s));
+    return;
+  }
+  hash_blocks(s->root, std::span(s->tokens).first(n * bs), bs, s->hashes);
+  const int32_t local = blocks_.acquire_cached_prefix(s->hashes, s->blocks, s->n_prompt);
+  std::vector<KvBlockPair> pairs;
+  for (size_t i = static_cast<size_t>(local); i < n; ++i) {
+    const auto b = blocks_.allocate();
+    if (!b) break;  // the cache is full: pull fewer, compute the rest
+    s->blocks.push_back(*b);
+    pairs.push_back({remote.block_ids[i], *b, s->hashes[i]});
+  }
+  s->n_computed = s->n_cached = local * bs;
+  s->n_committed = local;
+  if (pairs.empty()) {
+    cfg_.kv_puller->release(remote);
+    sched_.add(std::move(s));
+    return;
+  }
+  const uint64_t id = s->id;
+  const RemoteBlocks& from = *s->spec.kv_remote;  // owned by the sequence, which outlives the pull
+  pulling_.emplace(id, std::move(s));
+  cfg_.kv_puller->pull(from, std::move(pairs), [this, id](bool ok) {
+    {
+      std::lock_guard lock(mu_);
+      kv_pulled_.emplace_back(id, ok);
+    }
+    wake_.notify_one();
+  });
+}
+
+void Engine::pulled(uint64_t id, bool ok) {
+  const auto it = pulling_.find(id);
+  if (it == pulling_.end()) return;
+  std::unique_ptr<Sequence> s = std::move(it->second);
+  pulling_.erase(it);
+  const bool aborted = aborted_pulls_.erase(id) > 0;
+  if (aborted || !ok) {
+    // Released before any key is given: bytes of a failed pull are never a prefix hit.
+    blocks_.release(s->blocks);
+    s->blocks.clear();
+    s->n_computed = s->n_cached = s->n_committed = 0;
+    if (!ok) {
+      std::lock_guard lock(stats_mu_);
+      ++stats_.kv_pull_failures;
+    }
+    if (aborted) {
+      RequestOutput out;
+      finish(*s, FinishReason::kAbort, out);
+    } else {
+      sched_.add(std::move(s));  // computed here instead (its prefix hits are found again)
+    }
+    return;
+  }
+  // Arrived: keyed as if computed here, so later requests reuse them (and KV events announce them).
+  const int32_t bs = blocks_.block_size();
+  const auto n = static_cast<int32_t>(s->blocks.size());
+  for (int32_t i = s->n_committed; i < n; ++i)
+    blocks_.commit_full_block(s->blocks[i], s->hashes[i], i ? &s->hashes[i - 1] : nullptr,
+                              std::span(s->tokens).subspan(static_cast<size_t>(i) * bs, bs));
+  {
+    std::lock_guard lock(stats_mu_);
+    stats_.kv_pulled_blocks += static_cast<uint64_t>(n - s->n_committed);
+  }
+  s->n_committed = n;
+  s->n_computed = s->n_cached = n * bs;
+  sched_.add(std::move(s));
 }
 
 void Engine::finish(Sequence& s, FinishReason why, RequestOutput& out) {

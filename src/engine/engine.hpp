@@ -11,11 +11,14 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/backend.hpp"
 #include "engine/block_manager.hpp"
 #include "engine/kv_event_sink.hpp"
+#include "engine/kv_puller.hpp"
 #include "engine/pinned_blocks.hpp"
 #include "engine/request.hpp"
 #include "engine/scheduler.hpp"
@@ -29,6 +32,9 @@ struct EngineConfig {
   std::function<bool(int32_t)> is_eos;  // end-of-generation tokens of the tokenizer
   // How long a prefill leg's pinned blocks wait for the decode server before they are freed.
   std::chrono::milliseconds kv_pin_timeout{std::chrono::seconds(30)};
+  // Pulls decode legs' blocks from prefill servers; nullptr: such requests compute their prompt.
+  // It must outlive the engine.
+  KvPuller* kv_puller = nullptr;
 };
 
 // Read by /metrics and /health from any thread.
@@ -41,6 +47,8 @@ struct EngineStats {
   int64_t kv_pinned_blocks = 0;   // held for decode servers to pull
   uint64_t kv_pins_expired = 0;   // pins freed by the timeout, not by the decode side
   uint64_t kv_pins_released = 0;  // pins the decode side released
+  uint64_t kv_pulled_blocks = 0;  // decode legs' blocks that arrived from prefill servers
+  uint64_t kv_pull_failures = 0;  // pulls that failed (the prompt was computed here instead)
 };
 
 class Engine {
@@ -69,6 +77,8 @@ class Engine {
   void finish(Sequence& s, FinishReason why, RequestOutput& out);
   void pin(Sequence& s, RequestOutput& out);
   void unpin(const std::vector<std::string>& released);
+  void start_pull(std::unique_ptr<Sequence> s);
+  void pulled(uint64_t id, bool ok);
 
   Backend& backend_;
   EngineConfig cfg_;
@@ -86,6 +96,11 @@ class Engine {
   std::vector<std::unique_ptr<Sequence>> inbox_;
   std::vector<uint64_t> aborts_;
   std::vector<std::string> kv_releases_;
+  std::vector<std::pair<uint64_t, bool>> kv_pulled_;  // pulls that ended, and how
+  // Engine thread: decode legs whose blocks are arriving, and those aborted meanwhile (they end
+  // when their pull does: until then the transfer may write their blocks).
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> pulling_;
+  std::unordered_set<uint64_t> aborted_pulls_;
   bool stop_ = false;
   std::atomic<uint64_t> next_id_{1};
 

@@ -3,9 +3,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "engine/kv_puller.hpp"
 #include "engine/sampler.hpp"
 
 namespace llmd::engine {
@@ -49,6 +51,10 @@ struct RequestSpec {
   // The prefill leg of a disaggregated request (vLLM's do_remote_decode): when it finishes, the
   // prompt's full blocks stay pinned under this id until Engine::kv_release(id) or the pin timeout.
   std::string kv_pin_id;
+  // The decode leg (vLLM's do_remote_prefill): the prompt's blocks wait on a prefill server. Those
+  // this engine does not hold are pulled (EngineConfig::kv_puller) instead of computed; if the
+  // pull fails, the prompt is computed here.
+  std::optional<RemoteBlocks> kv_remote;
   OutputSink sink;
 };
 

@@ -12,6 +12,7 @@
 
 #include "engine/cpu/cpu_backend.hpp"
 #include "engine/generator.hpp"
+#include "kv/transfer/layout.hpp"
 #include "model/gguf.hpp"
 
 namespace llmd::engine {
@@ -62,7 +63,8 @@ struct Fixture {
 
   explicit Fixture(int32_t n_blocks, int32_t max_num_seqs = 8, bool prefix_caching = true,
                    int32_t batch_tokens = 256,
-                   std::chrono::milliseconds kv_pin_timeout = std::chrono::seconds(30)) {
+                   std::chrono::milliseconds kv_pin_timeout = std::chrono::seconds(30),
+                   KvPuller* kv_puller = nullptr) {
     BackendConfig bc;
     bc.threads = 2;
     bc.max_seq_len = 512;
@@ -77,6 +79,7 @@ struct Fixture {
     ec.model_fingerprint = "stories260K";
     ec.is_eos = [](int32_t id) { return id == 2; };
     ec.kv_pin_timeout = kv_pin_timeout;
+    ec.kv_puller = kv_puller;
     engine = std::make_unique<Engine>(*backend, ec);
   }
 };
@@ -239,6 +242,134 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
   EXPECT_EQ(st.kv_pinned_blocks, 0);
   EXPECT_EQ(st.kv_usage, 0.0);
   EXPECT_EQ(st.kv_pins_released, 1u);
+}
+
+// A puller that copies straight from a prefill engine's arena (what the transfer engine does over a
+// socket), on its own thread, then releases the prefill's pin; or fails without copying.
+class CopyingPuller : public KvPuller {
+ public:
+  explicit CopyingPuller(Fixture& prefill) : prefill_(prefill) {}
+  ~CopyingPuller() override {
+    for (auto& t : threads_) t.join();
+  }
+  void pull(const RemoteBlocks& from, std::vector<KvBlockPair> blocks,
+            std::function<void(bool)> done) override {
+    pulled_blocks += blocks.size();
+    threads_.emplace_back([this, id = from.request_id, blocks = std::move(blocks), done = std::move(done)] {
+      const auto src = prefill_.backend->kv_region();
+      while (hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (!fail) {
+        for (const KvBlockPair& b : blocks)
+          kv::transfer::copy_block(src->layout, src->base, b.remote, dst->base, b.local);
+      }
+      prefill_.engine->kv_release(id);
+      done(!fail);
+    });
+  }
+  void release(const RemoteBlocks& from) override {
+    ++released;
+    prefill_.engine->kv_release(from.request_id);
+  }
+
+  std::optional<KvRegion> dst;  // the decode engine's arena, set once it exists
+  std::atomic<bool> fail = false;
+  std::atomic<bool> hold = false;  // the transfer waits while set
+  std::atomic<size_t> pulled_blocks = 0;
+  std::atomic<int> released = 0;
+
+ private:
+  Fixture& prefill_;
+  std::vector<std::thread> threads_;
+};
+
+// The decode leg of a disaggregated request: the blocks the prefill leg pinned are pulled, only the
+// tail is computed, and the tokens are those of the whole request on one server. A failed pull is
+// computed here instead, to the same tokens; blocks held locally already are not pulled again.
+TEST(Engine, ADecodeLegPullsThePrefillsBlocksAndComputesOnlyTheTail) {
+  const auto cases = golden();
+  std::vector<int32_t> prompt = cases[1].first;
+  prompt.insert(prompt.end(), cases[1].second.begin(), cases[1].second.end());
+  Fixture cold(64, 8, /*prefix_caching=*/false);
+  Collector ref;
+  ASSERT_TRUE(cold.engine->submit(greedy(prompt, 8, ref)));
+  ref.wait();
+
+  Fixture prefill(64);
+  CopyingPuller puller(prefill);
+  Fixture decode(64, 8, true, 256, std::chrono::seconds(30), &puller);
+  puller.dst = decode.backend->kv_region();
+  const int32_t bs = decode.backend->block_size();
+  const auto usable = static_cast<size_t>((prompt.size() - 1) / bs);
+  ASSERT_GE(usable, 2u);
+
+  const auto leg = [&](const std::string& id) {
+    Collector p;
+    auto spec = greedy(prompt, 1, p);
+    spec.kv_pin_id = id;
+    EXPECT_TRUE(prefill.engine->submit(std::move(spec)));
+    p.wait();
+    return RemoteBlocks{"prefill-engine", "127.0.0.1", 1, p.last().kv_pinned_blocks, id};
+  };
+  const auto decode_leg = [&](const RemoteBlocks& remote, Collector& d) {
+    auto spec = greedy(prompt, 8, d);
+    spec.kv_remote = remote;
+    EXPECT_TRUE(decode.engine->submit(std::move(spec)));
+    EXPECT_EQ(d.wait(), FinishReason::kLength);
+  };
+
+  Collector d1;
+  decode_leg(leg("one"), d1);
+  EXPECT_EQ(d1.tokens(), ref.tokens());
+  EXPECT_EQ(d1.last().cached_tokens, int32_t(usable) * bs);
+  EXPECT_EQ(puller.pulled_blocks, usable);
+  ASSERT_TRUE(
+      stats_become(*decode.engine, [&](const EngineStats& s) { return s.kv_pulled_blocks == usable; }));
+  EXPECT_EQ(decode.engine->stats().computed_prompt_tokens, prompt.size() - usable * bs);
+  EXPECT_TRUE(stats_become(*prefill.engine, [](const EngineStats& s) { return s.kv_pins_released == 1; }));
+
+  // Held locally now: nothing is pulled, the prefill is told to free its pin at once.
+  Collector d2;
+  decode_leg(leg("two"), d2);
+  EXPECT_EQ(d2.tokens(), ref.tokens());
+  EXPECT_EQ(puller.pulled_blocks, usable);
+  EXPECT_EQ(puller.released, 1);
+
+  // A failed pull: computed here, same tokens, counted.
+  Fixture fresh(64, 8, true, 256, std::chrono::seconds(30), &puller);
+  puller.dst = fresh.backend->kv_region();
+  puller.fail = true;
+  Collector d3;
+  auto spec = greedy(prompt, 8, d3);
+  spec.kv_remote = leg("three");
+  ASSERT_TRUE(fresh.engine->submit(std::move(spec)));
+  EXPECT_EQ(d3.wait(), FinishReason::kLength);
+  EXPECT_EQ(d3.tokens(), ref.tokens());
+  EXPECT_TRUE(stats_become(*fresh.engine, [&](const EngineStats& s) {
+    return s.kv_pull_failures == 1 && s.kv_pulled_blocks == 0 && s.computed_prompt_tokens == prompt.size();
+  }));
+  EXPECT_TRUE(stats_become(*prefill.engine, [](const EngineStats& s) {
+    return s.kv_pins_released == 3 && s.kv_pinned_blocks == 0;
+  }));
+
+  // Aborted while its blocks are arriving: it ends only when the transfer has stopped writing them.
+  Fixture other(64, 8, true, 256, std::chrono::seconds(30), &puller);
+  puller.dst = other.backend->kv_region();
+  puller.fail = false;
+  puller.hold = true;
+  Collector d4;
+  spec = greedy(prompt, 8, d4);
+  spec.kv_remote = leg("four");
+  const auto id = other.engine->submit(std::move(spec));
+  ASSERT_TRUE(id);
+  ASSERT_TRUE(stats_become(*other.engine, [](const EngineStats& s) { return s.kv_usage > 0; }));
+  other.engine->abort(*id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(d4.last().finish, FinishReason::kNone);
+  puller.hold = false;
+  EXPECT_EQ(d4.wait(), FinishReason::kAbort);
+  EXPECT_TRUE(stats_become(*other.engine, [](const EngineStats& s) {
+    return s.kv_usage == 0.0 && s.kv_pulled_blocks == 0 && s.kv_pull_failures == 0;
+  }));
 }
 
 TEST(Engine, RefusesRequestsThatCanNeverRun) {

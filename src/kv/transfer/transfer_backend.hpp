@@ -14,6 +14,7 @@
 
 #include "common/asio.hpp"
 #include "common/block_hash.hpp"
+#include "engine/kv_puller.hpp"
 #include "kv/transfer/xfer_error.hpp"
 
 namespace llmd::kv::transfer {
@@ -25,12 +26,9 @@ struct PeerInfo {
   uint16_t port = 0;
 };
 
-// One block to pull: the peer's block id, where it goes here, and the key it must carry.
-struct BlockPair {
-  int32_t remote = 0;
-  int32_t local = 0;
-  BlockHash key;
-};
+// One block to pull: the peer's block id, where it goes here, and the key it must carry (the
+// engine's type: it decides which blocks are pulled).
+using BlockPair = engine::KvBlockPair;
 
 // A prepared peer: backend state behind an authenticated connection.
 class Peer {
