@@ -198,24 +198,32 @@ void Engine::pin(Sequence& s, RequestOutput& out) {
   std::vector<int32_t> blocks(s.blocks.begin(), s.blocks.begin() + static_cast<std::ptrdiff_t>(n));
   if (!pins_.pin(s.spec.kv_pin_id, blocks, std::chrono::steady_clock::now() + cfg_.kv_pin_timeout)) return;
   blocks_.ref(blocks);  // the sequence's own references go when it is removed; these stay
+  if (cfg_.kv_pins) cfg_.kv_pins->pinned(s.spec.kv_pin_id, blocks, std::span(s.hashes).first(n));
   out.kv_pinned_blocks = std::move(blocks);
 }
 
 void Engine::unpin(const std::vector<std::string>& released) {
-  uint64_t n_released = 0;
-  for (const std::string& id : released) {
-    if (auto blocks = pins_.take(id)) {
-      blocks_.release(*blocks);
-      ++n_released;
+  // A pin a peer is still reading is kept a little longer: its blocks must not be reused under it.
+  constexpr auto kRetry = std::chrono::milliseconds(10);
+  const auto now = std::chrono::steady_clock::now();
+  uint64_t n_released = 0, n_expired = 0;
+  const auto free = [&](std::string id, std::vector<int32_t> blocks) {
+    if (cfg_.kv_pins && !cfg_.kv_pins->unpinned(id)) {
+      pins_.pin(std::move(id), std::move(blocks), now + kRetry);
+      return false;
     }
-  }
+    blocks_.release(blocks);
+    return true;
+  };
+  for (const std::string& id : released)
+    if (auto blocks = pins_.take(id)) n_released += free(id, std::move(*blocks));
   std::vector<std::pair<std::string, std::vector<int32_t>>> expired;
-  pins_.take_expired(std::chrono::steady_clock::now(), expired);
-  for (const auto& [id, blocks] : expired) blocks_.release(blocks);
-  if (n_released == 0 && expired.empty()) return;
+  pins_.take_expired(now, expired);
+  for (auto& [id, blocks] : expired) n_expired += free(std::move(id), std::move(blocks));
+  if (n_released == 0 && n_expired == 0) return;
   std::lock_guard lock(stats_mu_);
   stats_.kv_pins_released += n_released;
-  stats_.kv_pins_expired += expired.size();
+  stats_.kv_pins_expired += n_expired;
 }
 
 // The decode leg: the prompt's leading full blocks this engine already holds are prefix hits; the

@@ -18,7 +18,7 @@
 #include "engine/backend.hpp"
 #include "engine/block_manager.hpp"
 #include "engine/kv_event_sink.hpp"
-#include "engine/kv_puller.hpp"
+#include "engine/kv_transfer.hpp"
 #include "engine/pinned_blocks.hpp"
 #include "engine/request.hpp"
 #include "engine/scheduler.hpp"
@@ -35,6 +35,8 @@ struct EngineConfig {
   // Pulls decode legs' blocks from prefill servers; nullptr: such requests compute their prompt.
   // It must outlive the engine.
   KvPuller* kv_puller = nullptr;
+  // Told of prefill legs' pins (peers read them through it); nullptr: pins are kept and freed only.
+  KvPinSink* kv_pins = nullptr;
 };
 
 // Read by /metrics and /health from any thread.
@@ -44,8 +46,10 @@ struct EngineStats {
   uint64_t prefix_queries = 0, prefix_hits = 0;  // tokens
   uint64_t prompt_tokens = 0, generation_tokens = 0, computed_prompt_tokens = 0;
   uint64_t preemptions = 0, steps = 0;
-  int64_t kv_pinned_blocks = 0;   // held for decode servers to pull
-  uint64_t kv_pins_expired = 0;   // pins freed by the timeout, not by the decode side
+  int64_t kv_pinned_blocks = 0;  // held for decode servers to pull
+  // Pins freed by the timeout, not by the decode side (and the rare release that found a peer still
+  // reading, freed on a retry 10 ms later).
+  uint64_t kv_pins_expired = 0;
   uint64_t kv_pins_released = 0;  // pins the decode side released
   uint64_t kv_pulled_blocks = 0;  // decode legs' blocks that arrived from prefill servers
   uint64_t kv_pull_failures = 0;  // pulls that failed (the prompt was computed here instead)

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/kv_puller.hpp"
+#include "engine/kv_transfer.hpp"
 #include "engine/sampler.hpp"
 
 namespace llmd::engine {

@@ -64,7 +64,7 @@ struct Fixture {
   explicit Fixture(int32_t n_blocks, int32_t max_num_seqs = 8, bool prefix_caching = true,
                    int32_t batch_tokens = 256,
                    std::chrono::milliseconds kv_pin_timeout = std::chrono::seconds(30),
-                   KvPuller* kv_puller = nullptr) {
+                   KvPuller* kv_puller = nullptr, KvPinSink* kv_pins = nullptr) {
     BackendConfig bc;
     bc.threads = 2;
     bc.max_seq_len = 512;
@@ -80,6 +80,7 @@ struct Fixture {
     ec.is_eos = [](int32_t id) { return id == 2; };
     ec.kv_pin_timeout = kv_pin_timeout;
     ec.kv_puller = kv_puller;
+    ec.kv_pins = kv_pins;
     engine = std::make_unique<Engine>(*backend, ec);
   }
 };
@@ -186,6 +187,29 @@ bool stats_become(Engine& e, Pred pred) {
   return pred(e.stats());
 }
 
+// Records what the engine makes readable; refuses the first unpin (a peer still reading).
+class RecordingPins : public KvPinSink {
+ public:
+  void pinned(const std::string& id, std::span<const int32_t> blocks,
+              std::span<const BlockHash> keys) override {
+    std::lock_guard lock(mu);
+    log.push_back("pin " + id);
+    pinned_blocks.assign(blocks.begin(), blocks.end());
+    pinned_keys.assign(keys.begin(), keys.end());
+  }
+  bool unpinned(const std::string& id) override {
+    std::lock_guard lock(mu);
+    const bool ok = refusals-- <= 0;
+    log.push_back((ok ? "unpin " : "busy ") + id);
+    return ok;
+  }
+  std::mutex mu;
+  std::vector<std::string> log;
+  std::vector<int32_t> pinned_blocks;
+  std::vector<BlockHash> pinned_keys;
+  int refusals = 1;
+};
+
 // The prefill leg of a disaggregated request: its prompt's full blocks outlive it, pinned for a
 // decode server, until the decode side releases them or the timeout frees them.
 TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
@@ -200,7 +224,8 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
   const std::vector<int32_t> expected = ref.tokens();
   ASSERT_EQ(expected.size(), 4u);
 
-  Fixture f(64, 8, true, 256, std::chrono::milliseconds(300));
+  RecordingPins sink;
+  Fixture f(64, 8, true, 256, std::chrono::milliseconds(300), nullptr, &sink);
   const auto n_full = prompt.size() / f.backend->block_size();
   ASSERT_GE(n_full, 2u);
   Collector a;
@@ -210,6 +235,13 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
   EXPECT_EQ(a.wait(), FinishReason::kLength);
   EXPECT_EQ(a.tokens(), std::vector<int32_t>{expected[0]});
   ASSERT_EQ(a.last().kv_pinned_blocks.size(), n_full);
+  {
+    std::lock_guard lock(sink.mu);  // told before the last output: with the blocks and their keys
+    EXPECT_EQ(sink.pinned_blocks, a.last().kv_pinned_blocks);
+    std::vector<BlockHash> keys;
+    hash_blocks(root_hash("stories260K", ""), prompt, f.backend->block_size(), keys);
+    EXPECT_EQ(sink.pinned_keys, keys);
+  }
   ASSERT_TRUE(
       stats_become(*f.engine, [&](const EngineStats& s) { return s.kv_pinned_blocks == int64_t(n_full); }));
   EXPECT_DOUBLE_EQ(f.engine->stats().kv_usage, double(n_full) / 64);
@@ -225,9 +257,14 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
   f.engine->kv_release("leg-a");
   f.engine->kv_release("leg-a");  // twice, or an unknown id: nothing more is freed
   f.engine->kv_release("nobody");
+  // The first unpin is refused (a peer still reading): the blocks are freed on a retry.
   EXPECT_TRUE(stats_become(*f.engine, [](const EngineStats& s) {
-    return s.kv_pinned_blocks == 0 && s.kv_usage == 0.0 && s.kv_pins_released == 1;
+    return s.kv_pinned_blocks == 0 && s.kv_usage == 0.0 && s.kv_pins_released + s.kv_pins_expired == 1;
   }));
+  {
+    std::lock_guard lock(sink.mu);
+    EXPECT_EQ(sink.log, (std::vector<std::string>{"pin leg-a", "busy leg-a", "unpin leg-a"}));
+  }
 
   // Nobody pulls: the timeout frees them, with the engine otherwise idle.
   Collector c;
@@ -236,12 +273,12 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(f.engine->submit(std::move(spec)));
   c.wait();
-  EXPECT_TRUE(stats_become(*f.engine, [](const EngineStats& s) { return s.kv_pins_expired == 1; }));
+  EXPECT_TRUE(stats_become(*f.engine,
+                           [](const EngineStats& s) { return s.kv_pins_released + s.kv_pins_expired == 2; }));
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
   const auto st = f.engine->stats();
   EXPECT_EQ(st.kv_pinned_blocks, 0);
   EXPECT_EQ(st.kv_usage, 0.0);
-  EXPECT_EQ(st.kv_pins_released, 1u);
 }
 
 // A puller that copies straight from a prefill engine's arena (what the transfer engine does over a

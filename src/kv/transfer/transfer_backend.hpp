@@ -14,7 +14,7 @@
 
 #include "common/asio.hpp"
 #include "common/block_hash.hpp"
-#include "engine/kv_puller.hpp"
+#include "engine/kv_transfer.hpp"
 #include "kv/transfer/xfer_error.hpp"
 
 namespace llmd::kv::transfer {

@@ -1,10 +1,12 @@
 #pragma once
-// The decode side of P/D disaggregation as the engine sees it: a request may name blocks a prefill
-// server holds for it (vLLM's kv_transfer_params), and a KvPuller moves them into this engine's KV
-// arena (src/kv/transfer implements it over tcp, shm, ucx). The engine only decides which blocks to
-// pull (those it does not hold already) and where they go.
+// P/D disaggregation as the engine sees it. Prefill side: a finished prefill leg's blocks stay
+// pinned, and a KvPinSink makes them readable by peers until the engine frees them. Decode side: a
+// request may name blocks a prefill server holds for it (vLLM's kv_transfer_params), and a KvPuller
+// moves them into this engine's KV arena. src/kv/transfer implements both (tcp, shm, ucx); the
+// engine only decides which blocks are pinned, pulled (those it does not hold already) and where.
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,19 @@ struct KvBlockPair {
   int32_t remote = 0;
   int32_t local = 0;
   BlockHash key;
+};
+
+class KvPinSink {
+ public:
+  virtual ~KvPinSink() = default;
+  // On the engine thread, before the request's last output reaches its sink (so before anyone can
+  // be told where the blocks are): `blocks` pinned under `id` may be read by peers; keys[i] is the
+  // key of blocks[i].
+  virtual void pinned(const std::string& id, std::span<const int32_t> blocks,
+                      std::span<const BlockHash> keys) = 0;
+  // On the engine thread, before it frees them: peers may no longer read them. False while a peer
+  // is reading them; the engine asks again a little later.
+  virtual bool unpinned(const std::string& id) = 0;
 };
 
 class KvPuller {
