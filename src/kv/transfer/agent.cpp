@@ -1,0 +1,85 @@
+#include "kv/transfer/agent.hpp"
+
+#include <fmt/format.h>
+
+namespace llmd::kv::transfer {
+
+TransferAgent::TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint)
+    : cfg_(std::move(config)), region_(region), backend_(ioc_.get_executor(), cfg_, region, fingerprint) {
+  server_ = std::make_unique<TransferServer>(ioc_.get_executor(), cfg_, region, std::move(fingerprint), pins_,
+                                             [this](std::string_view request_id, ReleaseOutcome) {
+                                               if (engine::Engine* e = engine_.load())
+                                                 e->kv_release(std::string(request_id));
+                                             });
+  server_->start();
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+TransferAgent::~TransferAgent() {
+  asio::post(ioc_, [this] {
+    peers_.clear();  // closes the connections: their loops end
+    server_->stop();
+  });
+  work_.reset();
+  thread_.join();
+}
+
+void TransferAgent::pinned(const std::string& id, std::span<const int32_t> blocks,
+                           std::span<const BlockHash> keys) {
+  pins_.pin(id, {blocks.begin(), blocks.end()}, {keys.begin(), keys.end()});
+}
+
+bool TransferAgent::unpinned(const std::string& id) {
+  return pins_.unpin(id);
+}
+
+asio::awaitable<std::expected<std::shared_ptr<Peer>, XferError>> TransferAgent::peer(
+    const engine::RemoteBlocks& from) {
+  const auto key = std::make_pair(from.host, from.port);
+  // A peer that answers with another engine id restarted: its old pins are gone (prepare() says so).
+  const auto fits = [&](const std::shared_ptr<Peer>& p) {
+    return p && p->usable() && (from.engine_id.empty() || p->info().engine_id == from.engine_id);
+  };
+  if (auto it = peers_.find(key); it != peers_.end() && fits(it->second)) co_return it->second;
+  PeerInfo info{from.engine_id, from.host,
+                from.port};  // named: g++ 12 frees a braced temporary in co_await twice
+  auto p = co_await backend_.prepare(std::move(info));
+  if (!p) co_return std::unexpected(p.error());
+  // Another pull may have prepared one meanwhile: keep the first, so both share one connection.
+  auto& slot = peers_[key];
+  if (!fits(slot)) slot = std::move(*p);
+  co_return slot;
+}
+
+asio::awaitable<void> TransferAgent::run_pull(engine::RemoteBlocks from,
+                                              std::vector<engine::KvBlockPair> blocks,
+                                              std::function<void(bool)> done) {
+  std::expected<void, XferError> r = std::unexpected(XferError::kConnect);
+  auto p = co_await peer(from);
+  if (!p) r = std::unexpected(p.error());
+  if (p) r = co_await backend_.read(**p, from.request_id, blocks);
+  if (r) {
+    stats_.pulls_ok.fetch_add(1, std::memory_order_relaxed);
+    stats_.bytes_pulled.fetch_add(blocks.size() * region_.layout.block_bytes(), std::memory_order_relaxed);
+  } else {
+    stats_.failures[static_cast<size_t>(r.error())].fetch_add(1, std::memory_order_relaxed);
+  }
+  done(r.has_value());
+  if (p && (*p)->usable())
+    co_await backend_.release(**p, from.request_id, r ? ReleaseOutcome::kPulled : ReleaseOutcome::kFailed);
+}
+
+asio::awaitable<void> TransferAgent::run_release(engine::RemoteBlocks from, ReleaseOutcome outcome) {
+  if (auto p = co_await peer(from)) co_await backend_.release(**p, from.request_id, outcome);
+}
+
+void TransferAgent::pull(const engine::RemoteBlocks& from, std::vector<engine::KvBlockPair> blocks,
+                         std::function<void(bool)> done) {
+  asio::co_spawn(ioc_, run_pull(from, std::move(blocks), std::move(done)), asio::detached);
+}
+
+void TransferAgent::release(const engine::RemoteBlocks& from) {
+  asio::co_spawn(ioc_, run_release(from, ReleaseOutcome::kNotNeeded), asio::detached);
+}
+
+}  // namespace llmd::kv::transfer

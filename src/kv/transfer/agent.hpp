@@ -1,0 +1,79 @@
+#pragma once
+// One server's end of P/D disaggregation: the engine's KvPinSink and KvPuller (engine/kv_transfer.hpp)
+// over the transfer engine. It serves the engine's pinned blocks to peers (TransferServer) and pulls
+// blocks from peers into the engine's arena (a backend per peer, prepared once and reused), on its
+// own I/O thread. After every pull, whatever its outcome, the peer is told to free its pin.
+//
+// Lifetime: create it before the engine (the engine's config points to it), attach() the engine,
+// and destroy it after the engine (which waits for the pulls it started).
+#include <array>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/asio.hpp"
+#include "engine/engine.hpp"
+#include "engine/kv_transfer.hpp"
+#include "kv/transfer/pin_registry.hpp"
+#include "kv/transfer/tcp_backend.hpp"
+#include "kv/transfer/transfer_config.hpp"
+#include "kv/transfer/transfer_server.hpp"
+
+namespace llmd::kv::transfer {
+
+class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
+ public:
+  // Binds the transfer listener at once (port() is then known). Throws llmd::Error for an empty
+  // secret, a region the transfer engine cannot describe or an address it cannot bind.
+  TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint);
+  ~TransferAgent() override;
+  TransferAgent(const TransferAgent&) = delete;
+  TransferAgent& operator=(const TransferAgent&) = delete;
+
+  // The engine whose pins peers release (RELEASE frames): set once, before any request.
+  void attach(engine::Engine& engine) { engine_ = &engine; }
+
+  uint16_t port() const { return server_->port(); }
+  const std::string& engine_id() const { return server_->engine_id(); }
+
+  // engine::KvPinSink (engine thread)
+  void pinned(const std::string& id, std::span<const int32_t> blocks,
+              std::span<const BlockHash> keys) override;
+  bool unpinned(const std::string& id) override;
+  // engine::KvPuller (engine thread; the work runs on the agent's thread)
+  void pull(const engine::RemoteBlocks& from, std::vector<engine::KvBlockPair> blocks,
+            std::function<void(bool ok)> done) override;
+  void release(const engine::RemoteBlocks& from) override;
+
+  // Counters for /metrics, read from any thread.
+  struct Stats {
+    std::atomic<uint64_t> pulls_ok{0};
+    std::atomic<uint64_t> bytes_pulled{0};
+    std::array<std::atomic<uint64_t>, kMaxXferError + 1> failures{};  // by XferError
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  // The prepared peer for `from` (prepared again if its connection failed). Shared: a pull holds
+  // its peer while another replaces a broken one in the map.
+  asio::awaitable<std::expected<std::shared_ptr<Peer>, XferError>> peer(const engine::RemoteBlocks& from);
+  asio::awaitable<void> run_pull(engine::RemoteBlocks from, std::vector<engine::KvBlockPair> blocks,
+                                 std::function<void(bool)> done);
+  asio::awaitable<void> run_release(engine::RemoteBlocks from, ReleaseOutcome outcome);
+
+  TransferConfig cfg_;
+  engine::KvRegion region_;
+  asio::io_context ioc_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_{ioc_.get_executor()};
+  PinRegistry pins_;
+  std::unique_ptr<TransferServer> server_;
+  TcpBackend backend_;
+  std::map<std::pair<std::string, uint16_t>, std::shared_ptr<Peer>> peers_;  // agent thread only
+  std::atomic<engine::Engine*> engine_{nullptr};
+  Stats stats_;
+  std::thread thread_;
+};
+
+}  // namespace llmd::kv::transfer
