@@ -19,6 +19,7 @@
 #include "engine/engine.hpp"
 #include "engine/sim/sim_backend.hpp"
 #include "kv/event_publisher.hpp"
+#include "kv/transfer/agent.hpp"
 #include "model/chat_template.hpp"
 #include "model/gguf.hpp"
 #include "model/kv_fingerprint.hpp"
@@ -56,6 +57,12 @@ struct ServeArgs {
   bool no_prefix_caching = false;
   std::string chat_template;
   std::string kv_events_endpoint;
+  // P/D: the KV transfer listener (on when a secret is given).
+  kv::transfer::TransferConfig kv_transfer;
+  std::string kv_transfer_mode = "auto";
+  std::string kv_transfer_advertise_host;  // empty: the bind address
+  double kv_transfer_timeout_s = 30;
+  std::string kv_transfer_fault;  // tests: corrupt:N or truncate:N (the N-th block of each read)
   SimArgs sim;
   CLI::Option* http_threads = nullptr;
 };
@@ -90,6 +97,26 @@ std::unique_ptr<engine::Backend> make_sim(const ServeArgs& a, const engine::Back
   c.output.eos_at_length = s.eos_at_length;
   c.output.seed = s.seed;
   return engine::sim::make_sim_backend(c);
+}
+
+// --kv-transfer-fault corrupt:N | truncate:N, for the tests of a transfer gone wrong.
+kv::transfer::TransferConfig::Fault parse_fault(const std::string& s) {
+  using Fault = kv::transfer::TransferConfig::Fault;
+  const auto colon = s.find(':');
+  const std::string kind = s.substr(0, colon);
+  Fault f;
+  if (kind == "corrupt")
+    f.kind = Fault::kCorrupt;
+  else if (kind == "truncate")
+    f.kind = Fault::kTruncate;
+  else
+    fail("--kv-transfer-fault must be corrupt:N or truncate:N, got '{}'", s);
+  try {
+    f.block = colon == std::string::npos ? 0 : std::stoi(s.substr(colon + 1));
+  } catch (const std::exception&) {
+    fail("--kv-transfer-fault must be corrupt:N or truncate:N, got '{}'", s);
+  }
+  return f;
 }
 
 void check_args(const ServeArgs& a) {
@@ -141,17 +168,36 @@ void run_serve(ServeArgs& a) {
   }
 
   engine::EngineConfig ec;
+  std::unique_ptr<kv::transfer::TransferAgent> agent;  // outlives the engine: it serves its pulls
+  if (!a.kv_transfer.secret.empty()) {
+    if (a.kv_transfer_mode != "tcp" && a.kv_transfer_mode != "auto")
+      fail("--kv-transfer must be tcp or auto (shm and ucx are not built yet), got '{}'", a.kv_transfer_mode);
+    if (!(a.kv_transfer_timeout_s > 0)) fail("--kv-transfer-timeout must be positive");
+    kv::transfer::TransferConfig tc = a.kv_transfer;
+    if (tc.host.empty()) tc.host = sc.http.host;
+    if (!a.kv_transfer_fault.empty()) tc.fault = parse_fault(a.kv_transfer_fault);
+    agent = std::make_unique<kv::transfer::TransferAgent>(tc, *backend->kv_region(), fingerprint);
+    ec.kv_puller = agent.get();
+    ec.kv_pins = agent.get();
+    ec.kv_pin_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.kv_transfer_timeout_s * 1000));
+    const std::string& advertise =
+        a.kv_transfer_advertise_host.empty() ? tc.host : a.kv_transfer_advertise_host;
+    sc.kv_transfer = server::ServeConfig::KvTransferEndpoint{agent->engine_id(), advertise, agent->port()};
+  }
   ec.scheduler.max_num_seqs = a.max_num_seqs;
   ec.scheduler.max_num_batched_tokens = bc.max_batch_tokens;
   ec.prefix_caching = !a.no_prefix_caching;
   ec.model_fingerprint = fingerprint;
   ec.is_eos = [&tok](int32_t id) { return tok.is_eog(id); };
   engine::Engine eng(*backend, ec, events.get());
-
+  if (agent) agent->attach(eng);
   server::OpenAiServer srv(sc, eng, tok, tmpl);
   srv.start();
   std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(),
                sc.http.host.c_str(), srv.port(), backend->describe().c_str());
+  if (sc.kv_transfer)
+    std::fprintf(stderr, "llmd serve: KV transfers (tcp) on %s:%u, engine %s\n", sc.kv_transfer->host.c_str(),
+                 sc.kv_transfer->port, sc.kv_transfer->engine_id.c_str());
   std::fprintf(stderr,
                "try: curl http://%s:%u/v1/completions -H 'Content-Type: application/json' "
                "-d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'\n",
@@ -183,6 +229,21 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--no-enable-prefix-caching", a->no_prefix_caching, "Turn the prefix cache off");
   cmd->add_option("--kv-events-endpoint", a->kv_events_endpoint,
                   "Publish KV events (ZMQ PUB), e.g. tcp://127.0.0.1:5557");
+  cmd->add_option("--kv-transfer-secret", a->kv_transfer.secret,
+                  "P/D: serve and pull KV blocks, authenticated with this secret shared by the cluster")
+      ->envname("LLMD_KV_TRANSFER_SECRET");
+  cmd->add_option("--kv-transfer", a->kv_transfer_mode, "P/D: how blocks move: tcp or auto")
+      ->capture_default_str();
+  a->kv_transfer.host.clear();  // empty: --host
+  cmd->add_option("--kv-transfer-host", a->kv_transfer.host,
+                  "P/D: address the transfer listener binds (default --host)");
+  cmd->add_option("--kv-transfer-port", a->kv_transfer.port, "P/D: its port (0: any free port)");
+  cmd->add_option("--kv-transfer-advertise-host", a->kv_transfer_advertise_host,
+                  "P/D: the address decode servers reach it at (default: the bind address)");
+  cmd->add_option("--kv-transfer-timeout", a->kv_transfer_timeout_s,
+                  "P/D: seconds a prefill leg's blocks wait for the decode server")
+      ->capture_default_str();
+  cmd->add_option("--kv-transfer-fault", a->kv_transfer_fault)->group("");  // tests: a transfer gone wrong
   a->http_threads = cmd->add_option("--http-threads", a->serve.http.io_threads,
                                     "HTTP I/O threads (default 2; 1 with --sim)")
                         ->check(CLI::PositiveNumber);

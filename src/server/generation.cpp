@@ -34,6 +34,7 @@ struct Choice {
   bool done = false;
   bool sent_role = false;
   int32_t generated = 0, prompt = 0, cached = 0;
+  std::vector<int32_t> kv_pinned_blocks;  // a prefill leg's, for the decode server to pull
   Clock::time_point first_token, last_token;
 
   Choice(const model::Tokenizer& tok, bool skip_special, std::vector<std::string> stops)
@@ -152,6 +153,17 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
   const int32_t max_tokens =
       g.max_tokens ? *g.max_tokens : (chat ? static_cast<int32_t>(std::max<int64_t>(room, 1)) : 16);
 
+  // P/D: a prefill leg pins its prompt's blocks under the response id; a decode leg pulls them.
+  const std::optional<KvTransferParams>& kv = g.kv_transfer;
+  const bool prefill_leg = kv && kv->do_remote_decode;
+  if (prefill_leg && !s.cfg.kv_transfer) {
+    const ApiError e{400, "this server does not serve KV transfers (start it with --kv-transfer-secret)",
+                     "kv_transfer_params"};
+    co_await res.send(e.status, kJsonType, e.body());
+    co_return;
+  }
+  const std::string rid = request_id(chat);
+
   auto queue = std::make_shared<AsyncQueue<Delivery>>();
   std::vector<std::unique_ptr<Choice>> choices;
   for (int i = 0; i < g.n; ++i) {
@@ -164,6 +176,11 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     spec.stop_token_ids = g.stop_token_ids;
     spec.logprobs = g.logprobs;
     spec.cache_salt = g.cache_salt;
+    if (prefill_leg) spec.kv_pin_id = rid;
+    if (kv && kv->do_remote_prefill)
+      spec.kv_remote =
+          engine::RemoteBlocks{kv->remote_engine_id, kv->remote_host, static_cast<uint16_t>(kv->remote_port),
+                               kv->remote_block_ids, kv->remote_request_id};
     spec.sink = [queue, i](engine::RequestOutput&& o) { queue->push(Delivery{i, std::move(o)}); };
     auto id = s.engine.submit(std::move(spec));
     if (!id) {
@@ -176,7 +193,6 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     choices.back()->id = *id;
   }
 
-  const std::string rid = request_id(chat);
   const int64_t created = unix_now();
   auto chunk = [&](int index, const std::string& text, const json& logprobs, const char* finish) {
     json c = {
@@ -240,6 +256,7 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
     }
     c.prompt = o.prompt_tokens;
     c.cached = o.cached_tokens;
+    if (!o.kv_pinned_blocks.empty()) c.kv_pinned_blocks = o.kv_pinned_blocks;
     c.generated = o.generated_tokens;
     std::string emit;
     json lps = json::array();
@@ -326,6 +343,14 @@ asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& r
   json body = {{"id", rid},          {"object", chat ? "chat.completion" : "text_completion"},
                {"created", created}, {"model", s.cfg.served_model_name},
                {"choices", out},     {"usage", usage_json(choices)}};
+  if (prefill_leg) {  // vLLM's shape, passed unchanged to the decode server
+    const auto& t = *s.cfg.kv_transfer;
+    body["kv_transfer_params"] = {
+        {"do_remote_decode", false},       {"do_remote_prefill", true},
+        {"remote_engine_id", t.engine_id}, {"remote_host", t.host},
+        {"remote_port", t.port},           {"remote_block_ids", choices.front()->kv_pinned_blocks},
+        {"remote_request_id", rid}};
+  }
   co_await res.send(200, kJsonType, dump(body));
 }
 

@@ -142,6 +142,9 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const ServeConfig& cfg, const
                          {"model_name", "engine", "outcome"});
   kv_pins_released = &pins.with({cfg.served_model_name, "0", "released"});
   kv_pins_expired = &pins.with({cfg.served_model_name, "0", "expired"});
+  kv_pulled_blocks = counter("llmd:kv_pulled_blocks", "KV blocks decode legs pulled from prefill servers.");
+  kv_pull_failures = counter("llmd:kv_pull_failures",
+                             "Decode legs whose pull failed (their prompt was computed here instead).");
   auto& success = r.counter("vllm:request_success", "Count of successfully processed requests.",
                             {"model_name", "engine", "finished_reason"});
   success_stop = &success.with({cfg.served_model_name, "0", "stop"});
@@ -180,6 +183,8 @@ void ServerMetrics::refresh(const engine::EngineStats& st) {
   kv_pinned_blocks->set(static_cast<double>(st.kv_pinned_blocks));
   kv_pins_released->inc(static_cast<double>(st.kv_pins_released - last_.kv_pins_released));
   kv_pins_expired->inc(static_cast<double>(st.kv_pins_expired - last_.kv_pins_expired));
+  kv_pulled_blocks->inc(static_cast<double>(st.kv_pulled_blocks - last_.kv_pulled_blocks));
+  kv_pull_failures->inc(static_cast<double>(st.kv_pull_failures - last_.kv_pull_failures));
   last_ = st;
 }
 

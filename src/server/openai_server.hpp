@@ -3,6 +3,7 @@
 // /health, /metrics with vLLM's names, /tokenize and /detokenize, over one Engine.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/http_server.hpp"
@@ -19,6 +20,14 @@ struct ServeConfig {
   std::string model_path;
   std::string api_key;        // empty: no auth; else Bearer auth on /v1/*
   std::string role = "both";  // prefill | decode | both (P/D disaggregation)
+  // Where this server's KV transfer listener is, as peers reach it: set when it serves P/D
+  // transfers. Prefill legs' answers name it in kv_transfer_params.
+  struct KvTransferEndpoint {
+    std::string engine_id;
+    std::string host;
+    uint16_t port = 0;
+  };
+  std::optional<KvTransferEndpoint> kv_transfer;
 };
 
 class OpenAiServer {

@@ -16,7 +16,8 @@ struct ServerMetrics {
   metrics::Gauge *running, *waiting, *kv_usage, *kv_pinned_blocks;
   metrics::Counter *prefix_queries, *prefix_hits, *prompt_tokens, *generation_tokens, *preemptions;
   metrics::Counter *success_stop, *success_length, *success_abort, *success_error;
-  metrics::Counter *kv_pins_released, *kv_pins_expired;  // P/D prefill legs' pins, by how they ended
+  metrics::Counter *kv_pins_released, *kv_pins_expired;   // P/D prefill legs' pins, by how they ended
+  metrics::Counter *kv_pulled_blocks, *kv_pull_failures;  // P/D decode legs' pulls
   metrics::Histogram *ttft, *tpot, *itl, *e2e;
 
  private:
