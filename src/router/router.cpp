@@ -7,6 +7,7 @@
 
 #include "common/error.hpp"
 #include "common/http_client.hpp"
+#include "kv/transfer/pd_legs.hpp"
 
 namespace llmd::router {
 namespace {
@@ -61,18 +62,22 @@ struct Router::Impl {
     headers.add(std::string(kRequestIdHeader), sr.request_id);
     for (const char* pass : {"authorization", "accept"})
       if (const auto v = req.headers.get(pass)) headers.add(pass, std::string(*v));
-    if (d.result.prefill) headers.add("x-prefiller-host-port", d.result.prefill->ranked.front()->address());
+    // P/D: the prefill leg first; the decode leg (the client's stream) then carries its answer. A
+    // prefill leg that fails leaves the request to the decode endpoint alone (aggregated).
+    std::string decode_body;
+    if (d.result.prefill) {
+      decode_body = co_await prefill_leg(*d.result.prefill, req, headers);
+      r.metrics_.pd_requests.with({decode_body.empty() ? "aggregated" : "disaggregated"}).inc();
+    }
+    const std::string& body = decode_body.empty() ? req.body : decode_body;
 
     const Candidates& ranked = d.result.primary.ranked;
     const std::size_t tries =
         std::min<std::size_t>(ranked.size(), static_cast<std::size_t>(r.cfg_.max_attempts));
-    if (d.result.prefill)
-      r.metrics_.decisions.with({d.result.prefill->profile, d.result.prefill->ranked.front()->address()})
-          .inc();
     for (std::size_t i = 0; i < tries; ++i) {
       Endpoint* e = ranked[i];
       r.metrics_.decisions.with({d.result.primary.profile, e->address()}).inc();  // each attempt
-      const Outcome o = co_await forward(*e, req, res, headers, sr);
+      const Outcome o = co_await forward(*e, req, body, res, headers, sr);
       if (o == Outcome::kDone) co_return;
       if (o == Outcome::kRetry) continue;
       co_return;  // failed after the client saw bytes: already ended as cleanly as it can be
@@ -81,10 +86,43 @@ struct Router::Impl {
     co_await res.send_error(502, "No endpoint accepted the connection", "server_error");
   }
 
+  // Runs the prefill leg on the prefill profile's endpoints (the next one after a refused
+  // connection) and returns the decode leg's body, or "" when no prefill endpoint answered with
+  // kv_transfer_params.
+  asio::awaitable<std::string> prefill_leg(const ProfileResult& prefill, http::Request& req,
+                                           const http::Headers& headers) {
+    const std::optional<std::string> leg = kv::transfer::prefill_leg_body(req.body);
+    if (!leg) co_return std::string();
+    const std::size_t tries =
+        std::min<std::size_t>(prefill.ranked.size(), static_cast<std::size_t>(r.cfg_.max_attempts));
+    for (std::size_t i = 0; i < tries; ++i) {
+      Endpoint& e = *prefill.ranked[i];
+      r.metrics_.decisions.with({prefill.profile, e.address()}).inc();
+      e.active.fetch_add(1, std::memory_order_relaxed);
+      std::optional<std::string> next;
+      bool refused = false;
+      try {
+        const http::ClientResponse answer =
+            co_await client.request(e.host(), e.port(), req.method, req.target, *leg, headers);
+        if (answer.status == 200) next = kv::transfer::decode_leg_body(req.body, answer.body);
+      } catch (const http::ConnectError&) {
+        refused = true;
+        e.reachable.store(false, std::memory_order_relaxed);  // ejected until a scrape succeeds
+      } catch (const std::exception&) {
+      }
+      e.active.fetch_sub(1, std::memory_order_relaxed);
+      if (next) co_return std::move(*next);
+      error(refused ? "prefill_connect" : "prefill_failed");
+      if (!refused) break;  // it answered, but not with blocks: decode computes the prompt itself
+    }
+    co_return std::string();
+  }
+
   enum class Outcome { kDone, kRetry, kFailed };
 
-  asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, http::Response& res,
-                                   const http::Headers& headers, const SchedRequest& sr) {
+  asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, const std::string& body,
+                                   http::Response& res, const http::Headers& headers,
+                                   const SchedRequest& sr) {
     http::Headers extra;
     extra.reserve(3);
     extra.add(std::string(kRequestIdHeader), sr.request_id);
@@ -123,7 +161,7 @@ struct Router::Impl {
     int status = 0;
     try {
       http::ClientResponse head =
-          co_await client.stream(e.host(), e.port(), req.method, req.target, req.body, headers, cb);
+          co_await client.stream(e.host(), e.port(), req.method, req.target, body, headers, cb);
       status = head.status;
     } catch (const http::ConnectError& ex) {
       failure = ex.what();

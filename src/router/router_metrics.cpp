@@ -17,6 +17,11 @@ RouterMetrics::RouterMetrics(metrics::Registry& r)
           "Fraction of the prompt's blocks the picked endpoint was expected to hold", kRatioBuckets)),
       proxy_errors(r.counter("llmd_router_proxy_errors_total", "Requests that failed in the proxy, by kind",
                              {"kind"})),
+      pd_requests(
+          r.counter("llmd_router_pd_requests_total",
+                    "Requests the scheduler disaggregated, by how they were served: "
+                    "disaggregated, or aggregated on the decode endpoint after the prefill leg failed",
+                    {"outcome"})),
       requests(r.counter("llmd_router_requests_total", "Requests received by the proxy").with({})),
       shed(r.counter("llmd_router_requests_shed_total",
                      "Requests refused with 429 while every endpoint was saturated")

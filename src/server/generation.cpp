@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "kv/transfer/pd_legs.hpp"
 #include "server/openai_request.hpp"
 #include "server/server_state.hpp"
 #include "server/stop_matcher.hpp"
@@ -102,10 +103,40 @@ json usage_json(const std::vector<std::unique_ptr<Choice>>& choices) {
 
 }  // namespace
 
+// llm-d's sidecar mode: a request routed here with x-prefiller-host-port (and no kv_transfer_params)
+// has its prefill leg run there first; the body to serve is then the decode leg's. Empty when
+// there is nothing to run or the leg failed (the request is then served here whole).
+asio::awaitable<std::string> sidecar_prefill(OpenAiServer::State& s, const http::Request& req) {
+  const auto target = req.headers.get("x-prefiller-host-port");
+  if (!target || !s.cfg.kv_transfer) co_return std::string();
+  const std::size_t colon = target->rfind(':');
+  if (colon == std::string_view::npos) co_return std::string();
+  std::string host(target->substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const int port = std::atoi(std::string(target->substr(colon + 1)).c_str());
+  if (port <= 0 || port > 65535 || (host == s.cfg.http.host && port == s.cfg.http.port))
+    co_return std::string();
+  const auto leg = kv::transfer::prefill_leg_body(req.body);
+  if (!leg) co_return std::string();
+  http::Headers headers;
+  headers.add("Content-Type", "application/json");
+  if (const auto auth = req.headers.get("authorization")) headers.add("Authorization", std::string(*auth));
+  std::string decode;
+  try {
+    const http::ClientResponse answer =
+        co_await s.client.request(host, static_cast<uint16_t>(port), req.method, req.target, *leg, headers);
+    if (answer.status == 200) decode = kv::transfer::decode_leg_body(req.body, answer.body).value_or("");
+  } catch (const std::exception&) {
+  }
+  co_return decode;
+}
+
 asio::awaitable<void> handle_generation(OpenAiServer::State& s, http::Request& req, http::Response& res,
                                         bool chat) {
   const auto arrival = Clock::now();
-  auto parsed = parse_generation_request(chat ? Endpoint::kChat : Endpoint::kCompletions, req.body);
+  const std::string decode_leg = co_await sidecar_prefill(s, req);
+  auto parsed = parse_generation_request(chat ? Endpoint::kChat : Endpoint::kCompletions,
+                                         decode_leg.empty() ? std::string_view(req.body) : decode_leg);
   if (!parsed) {
     co_await res.send(parsed.error().status, kJsonType, parsed.error().body());
     co_return;

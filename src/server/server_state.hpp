@@ -3,6 +3,7 @@
 // metrics with vLLM's names. Internal to src/server.
 #include <mutex>
 
+#include "common/http_client.hpp"
 #include "engine/engine.hpp"
 #include "server/openai_server.hpp"
 
@@ -32,6 +33,7 @@ struct OpenAiServer::State {
   const model::ChatTemplate& tmpl;
   metrics::Registry registry;
   ServerMetrics m;
+  http::Client client;  // llm-d's sidecar mode: the prefill legs this server runs itself
 
   State(const ServeConfig& c, engine::Engine& e, const model::Tokenizer& t, const model::ChatTemplate& ct)
       : cfg(c), engine(e), tok(t), tmpl(ct), m(registry, c, e.backend()) {}

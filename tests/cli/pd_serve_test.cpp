@@ -129,6 +129,26 @@ TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnThe160mModel) {
   expect_disaggregated_equals_one_server(m, 512);
 }
 
+// llm-d's sidecar mode: the EPP names the prefill server in x-prefiller-host-port and sends the
+// client's request to the decode server, which runs the prefill leg there itself.
+TEST(PdServe, TheSidecarHeaderRunsThePrefillLegOnTheNamedServer) {
+  PdServer prefill(kDemo, "s3cret"), decode(kDemo, "s3cret");
+  const json body = prompts(512)[0];
+  json ref = body;
+  ref["cache_salt"] = "reference";
+  const std::string expected = post(prefill.port, ref)["choices"][0]["text"];
+  const auto r = http::fetch("127.0.0.1", decode.port, "POST", "/v1/completions", body.dump(),
+                             {{"Content-Type", "application/json"},
+                              {"x-prefiller-host-port", "127.0.0.1:" + std::to_string(prefill.port)}},
+                             quick());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["choices"][0]["text"], expected);
+  EXPECT_GT(metric(decode.port, "llmd:kv_pulled_blocks_total"), 0);
+  EXPECT_TRUE(eventually([&] { return metric(prefill.port, "llmd:kv_pinned_blocks") == 0; }));
+  const auto m = http::fetch("127.0.0.1", prefill.port, "GET", "/metrics", {}, {}, quick());
+  EXPECT_NE(m.body.find("outcome=\"released\"} 1"), std::string::npos) << m.body;
+}
+
 TEST(PdServe, AFailedTransferIsComputedOnTheDecodeServer) {
   const json body = prompts(512)[2];
   json ref = body;
