@@ -1,4 +1,4 @@
-// KV transfer over tcp against the plain socket copy it rides on, in one process over loopback.
+// KV transfer over tcp and shm against the plain copies they ride on, in one process.
 //
 //   kv_transfer_bench [runs=5] [batch_blocks=32]
 //
@@ -12,6 +12,12 @@
 // the machine hits both alike); each figure is the median of `runs` runs, the ratio the median of
 // the runs' ratios. The single-block latency is the median of 200 one-block READs on a prepared
 // peer. The target: tcp >= 70% of the plain copy.
+//
+// shm: the source arena is a SharedArena offered by the same server; a ShmBackend maps it read-only
+// (prepared by engine id, straight to the Unix socket) and pulls the same READs as LEASE -> copy ->
+// verify -> DONE. Its anchor is one memcpy of the same 256 MiB between the same two arenas; shm,
+// memcpy, tcp and the plain socket copy alternate within each run. The target: shm >= 50%
+// of memcpy.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -25,8 +31,10 @@
 #include <thread>
 #include <vector>
 
+#include "common/shared_arena.hpp"
 #include "kv/transfer/layout.hpp"
 #include "kv/transfer/pin_registry.hpp"
+#include "kv/transfer/shm_backend.hpp"
 #include "kv/transfer/tcp_backend.hpp"
 #include "kv/transfer/transfer_server.hpp"
 
@@ -53,7 +61,7 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-void fill(std::vector<std::byte>& m, uint64_t seed) {
+void fill(std::span<std::byte> m, uint64_t seed) {
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
   for (size_t i = 0; i + 8 <= m.size(); i += 8) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -75,7 +83,7 @@ T run(asio::io_context& io, asio::awaitable<T> a) {
 }
 
 // All READs posted at once, then awaited.
-asio::awaitable<bool> pull_all(TcpBackend& b, Peer& peer, const std::string& id,
+asio::awaitable<bool> pull_all(TransferBackend& b, Peer& peer, const std::string& id,
                                const std::vector<std::vector<BlockPair>>& batches) {
   auto ex = co_await asio::this_coro::executor;
   int left = static_cast<int>(batches.size());
@@ -149,7 +157,9 @@ int main(int argc, char** argv) {
   const int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 5;
   const int batch = argc > 2 ? std::clamp(std::atoi(argv[2]), 1, kBlocks) : 32;
   const KvLayout l = layout_160m();
-  std::vector<std::byte> src(l.arena_bytes()), dst(l.arena_bytes());
+  SharedArena src_arena = SharedArena::create(l.arena_bytes());  // shareable, as shm needs
+  std::span<std::byte> src = src_arena.bytes();
+  std::vector<std::byte> dst(l.arena_bytes());
   fill(src, 1);
   fill(dst, 2);  // resident, as an engine's arena is
   const uint64_t total = uint64_t{kBlocks} * l.block_bytes();
@@ -165,6 +175,7 @@ int main(int argc, char** argv) {
   asio::io_context server_io, client_io;
   auto work = asio::make_work_guard(server_io);
   TransferServer server(server_io.get_executor(), cfg, {l, src.data()}, "160m", pins);
+  server.offer_shm(src_arena);
   server.start();
   std::thread server_thread([&] { server_io.run(); });
 
@@ -174,6 +185,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "prepare failed: %s\n", std::string(to_string(peer.error())).c_str());
     return 1;
   }
+  ShmBackend shm_backend(client_io.get_executor(), cfg, {l, dst.data()}, "160m");
+  auto shm_peer = run(client_io, shm_backend.prepare({server.engine_id(), "127.0.0.1", server.port()}));
+  if (!shm_peer) {
+    std::fprintf(stderr, "shm prepare failed: %s\n", std::string(to_string(shm_peer.error())).c_str());
+    return 1;
+  }
   std::vector<std::vector<BlockPair>> batches;
   for (int32_t b = 0; b < kBlocks; ++b) {
     if (b % batch == 0) batches.emplace_back();
@@ -181,22 +198,37 @@ int main(int argc, char** argv) {
   }
   const std::string id = "bench";
 
-  run(client_io, pull_all(backend, **peer, id, batches));  // warm-up, and the check that bytes arrive
-  for (int32_t b = 0; b < kBlocks; ++b)
-    for (uint32_t s = 0; s < l.n_segments; ++s)
-      if (std::memcmp(src.data() + l.offset(b, s), dst.data() + l.offset(b, s), l.segment_bytes) != 0) {
-        std::fprintf(stderr, "block %d differs\n", b);
-        return 1;
-      }
+  // Warm-up (the shm mapping's pages are faulted in once per peer), and the check that bytes arrive.
+  for (auto [b, p] :
+       {std::pair<TransferBackend*, Peer*>{&backend, peer->get()}, {&shm_backend, shm_peer->get()}}) {
+    fill(dst, 2);
+    run(client_io, pull_all(*b, *p, id, batches));
+    for (int32_t blk = 0; blk < kBlocks; ++blk)
+      for (uint32_t s = 0; s < l.n_segments; ++s)
+        if (std::memcmp(src.data() + l.offset(blk, s), dst.data() + l.offset(blk, s), l.segment_bytes) != 0) {
+          std::fprintf(stderr, "%s: block %d differs\n", std::string(b->name()).c_str(), blk);
+          return 1;
+        }
+  }
 
-  std::vector<double> tcp, plain, ratio;
+  const auto gbps = [total](Clock::time_point t0) {
+    return total / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+  };
+  std::vector<double> tcp, plain, ratio, shm, mem, shm_ratio;
   for (int r = 0; r < runs; ++r) {
-    const auto t0 = Clock::now();
+    auto t0 = Clock::now();
     if (!run(client_io, pull_all(backend, **peer, id, batches))) return 1;
-    tcp.push_back(total / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9);
+    tcp.push_back(gbps(t0));
     plain.push_back(plain_copy(src.data(), dst.data(), total, cfg.write_batch_bytes, l.block_bytes(),
                                cfg.socket_buffer_bytes));
     ratio.push_back(tcp.back() / plain.back());
+    t0 = Clock::now();
+    if (!run(client_io, pull_all(shm_backend, **shm_peer, id, batches))) return 1;
+    shm.push_back(gbps(t0));
+    t0 = Clock::now();
+    std::memcpy(dst.data(), src.data(), total);
+    mem.push_back(gbps(t0));
+    shm_ratio.push_back(shm.back() / mem.back());
   }
 
   std::vector<double> one_us;
@@ -205,6 +237,13 @@ int main(int argc, char** argv) {
     const auto t0 = Clock::now();
     if (!run(client_io, pull_all(backend, **peer, id, one))) return 1;
     one_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+  }
+
+  std::vector<double> shm_one_us;
+  for (int i = 0; i < 200; ++i) {
+    const auto t0 = Clock::now();
+    if (!run(client_io, pull_all(shm_backend, **shm_peer, id, one))) return 1;
+    shm_one_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
   }
 
   const double t = median(tcp), p = median(plain);
@@ -216,8 +255,14 @@ int main(int argc, char** argv) {
   std::printf("ratio              %6.1f %%  (median of the per-run ratios; target >= 70 %%)\n",
               100 * median(ratio));
   std::printf("one block (576 KiB) %6.0f us median of 200\n", median(one_us));
+  std::printf("shm backend        %6.2f GB/s\n", median(shm));
+  std::printf("memcpy             %6.2f GB/s\n", median(mem));
+  std::printf("ratio              %6.1f %%  (median of the per-run ratios; target >= 50 %%)\n",
+              100 * median(shm_ratio));
+  std::printf("one block (576 KiB) %6.0f us median of 200 (shm)\n", median(shm_one_us));
 
   peer->reset();
+  shm_peer->reset();
   server.stop();
   work.reset();
   server_thread.join();

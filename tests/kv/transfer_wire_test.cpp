@@ -280,7 +280,9 @@ TEST(TransferWire, HeadersOfUnknownTypesOrOversizedControlFramesAreErrors) {
     return decode_header(b);
   };
   EXPECT_EQ(header(0, 0).error(), WireError::kUnknownType);
-  EXPECT_EQ(header(7, 0).error(), WireError::kUnknownType);  // LEASE: not spoken by this version
+  EXPECT_EQ(header(12, 0).error(), WireError::kUnknownType);  // UCX_HELLO: not spoken by this version
+  EXPECT_TRUE(header(7, 0));                                  // LEASE
+  EXPECT_EQ(header(8, kMaxControlPayload + 1).error(), WireError::kTooLarge);  // LEASE_OK is a control frame
   EXPECT_EQ(header(0xffff, 0).error(), WireError::kUnknownType);
   EXPECT_EQ(header(4, kMaxControlPayload + 1).error(), WireError::kTooLarge);
   EXPECT_TRUE(header(4, kMaxControlPayload));
@@ -295,6 +297,101 @@ TEST(TransferWire, ReleaseWithUnknownOutcomeIsRefused) {
   ASSERT_TRUE(encode(Release{.request_id = "x", .outcome = 3}, f));
   Release r;
   EXPECT_EQ(decode(split(f).second, r).error(), WireError::kBadValue);
+}
+
+TEST(TransferWire, LeaseRoundTripAndCounts) {
+  const Lease in{.xfer_id = 77, .request_id = "cmpl-7", .blocks = {3, 0, 9}};
+  Bytes f;
+  ASSERT_TRUE(encode(in, f));
+  const auto [h, p] = split(f);
+  EXPECT_EQ(h.type, FrameType::kLease);
+  EXPECT_EQ(h.flags, 0);
+  EXPECT_EQ(p.size(), 8 + 2 + in.request_id.size() + 4 + 4 * in.blocks.size());
+  Lease out;
+  ASSERT_TRUE(decode(p, 100, out));
+  EXPECT_EQ(out.xfer_id, 77u);
+  EXPECT_EQ(out.request_id, "cmpl-7");
+  EXPECT_EQ(out.blocks, in.blocks);
+  check_prefixes_and_extra(p, [&](auto s) { return decode(s, 100, out); });
+
+  // Same payload shape as READ, with LEASE's own cap (LEASE_OK must fit a control frame).
+  EXPECT_EQ(decode(read_payload(0, 0), 100, out).error(), WireError::kBadValue);
+  EXPECT_EQ(decode(read_payload(4, 4), 3, out).error(), WireError::kOverCap);
+  EXPECT_EQ(decode(read_payload(kMaxLeaseBlocks + 1, 0), 1 << 20, out).error(), WireError::kOverCap);
+  EXPECT_EQ(decode(read_payload(0xffffffff, 1), 0xffffffff, out).error(), WireError::kOverCap);
+  EXPECT_EQ(decode(read_payload(3, 2), 100, out).error(), WireError::kTruncated);
+  EXPECT_TRUE(decode(read_payload(3, 3), 100, out));
+  f.clear();
+  EXPECT_EQ(encode(Lease{.xfer_id = 1, .request_id = "r", .blocks = {}}, f).error(), WireError::kBadValue);
+  EXPECT_EQ(
+      encode(Lease{.xfer_id = 1, .request_id = "r", .blocks = std::vector<uint32_t>(kMaxLeaseBlocks + 1)}, f)
+          .error(),
+      WireError::kOverCap);
+  EXPECT_TRUE(f.empty());
+}
+
+TEST(TransferWire, LeaseOkRoundTripAndCounts) {
+  LeaseOk in{.xfer_id = 5, .blocks = {{{1, 2}, 0x1111}, {{3, 4}, 0x2222}}};
+  Bytes f;
+  ASSERT_TRUE(encode(in, f));
+  const auto [h, p] = split(f);
+  EXPECT_EQ(h.type, FrameType::kLeaseOk);
+  EXPECT_EQ(p.size(), 12 + kLeaseOkEntryBytes * 2);
+  LeaseOk out;
+  ASSERT_TRUE(decode(p, 2, out));
+  EXPECT_EQ(out.xfer_id, 5u);
+  ASSERT_EQ(out.blocks.size(), 2u);
+  EXPECT_EQ(out.blocks[1].key, (BlockHash{3, 4}));
+  EXPECT_EQ(out.blocks[1].checksum, 0x2222u);
+  check_prefixes_and_extra(p, [&](auto s) { return decode(s, 2, out); });
+  // More entries than the reader leased, zero entries, a count the bytes do not back.
+  EXPECT_EQ(decode(p, 1, out).error(), WireError::kOverCap);
+  std::vector<uint8_t> zero(p.begin(), p.begin() + 12);
+  zero[8] = zero[9] = zero[10] = zero[11] = 0;
+  EXPECT_EQ(decode(zero, 2, out).error(), WireError::kBadValue);
+  std::vector<uint8_t> huge(p.begin(), p.begin() + 12);
+  huge[8] = huge[9] = huge[10] = huge[11] = 0xff;
+  EXPECT_EQ(decode(huge, 0xffffffff, out).error(), WireError::kOverCap);
+  std::vector<uint8_t> short_list(p.begin(), p.end() - 1);
+  EXPECT_EQ(decode(short_list, 2, out).error(), WireError::kTruncated);
+  f.clear();
+  EXPECT_EQ(encode(LeaseOk{.xfer_id = 1, .blocks = {}}, f).error(), WireError::kBadValue);
+  EXPECT_TRUE(f.empty());
+  // The largest LEASE_OK fits a control frame.
+  LeaseOk big{.xfer_id = 1, .blocks = std::vector<LeasedBlock>(kMaxLeaseBlocks)};
+  ASSERT_TRUE(encode(big, f));
+  EXPECT_LE(f.size() - kFrameHeaderBytes, kMaxControlPayload);
+}
+
+TEST(TransferWire, DoneAndDoneOkRoundTrip) {
+  Bytes f;
+  encode(Done{.xfer_id = 0x0102030405060708}, f);
+  auto [h, p] = split(f);
+  EXPECT_EQ(h.type, FrameType::kDone);
+  Done d;
+  ASSERT_TRUE(decode(p, d));
+  EXPECT_EQ(d.xfer_id, 0x0102030405060708u);
+  check_prefixes_and_extra(p, [&](auto s) { return decode(s, d); });
+
+  f.clear();
+  encode(DoneOk{.xfer_id = 9}, f);
+  auto [h2, p2] = split(f);
+  EXPECT_EQ(h2.type, FrameType::kDoneOk);
+  DoneOk ok;
+  ASSERT_TRUE(decode(p2, ok));
+  EXPECT_EQ(ok.xfer_id, 9u);
+  check_prefixes_and_extra(p2, [&](auto s) { return decode(s, ok); });
+}
+
+TEST(TransferWire, FlagsAreSetOnTheHeaderOnly) {
+  Bytes f;
+  encode(AuthOk{}, f);
+  set_flags(f, kFlagFd);
+  const auto [h, p] = split(f);
+  EXPECT_EQ(h.type, FrameType::kAuthOk);
+  EXPECT_EQ(h.flags, kFlagFd);
+  AuthOk ok;
+  EXPECT_TRUE(decode(p, ok));
 }
 
 }  // namespace

@@ -2,38 +2,18 @@
 
 #include <array>
 #include <cstring>
-#include <fstream>
+#include <map>
 #include <unordered_set>
 #include <vector>
 
 #include "common/deadline.hpp"
 #include "common/error.hpp"
 #include "kv/transfer/auth.hpp"
+#include "kv/transfer/shm_backend.hpp"
 #include "kv/transfer/socket_io.hpp"
 #include "kv/transfer/wire.hpp"
 
 namespace llmd::kv::transfer {
-namespace {
-
-// The kernel's boot id names this boot of this host: equal ids mean a peer shares our memory (the
-// shm backend's test); zeros when it cannot be read.
-wire::BootId read_boot_id() {
-  wire::BootId id{};
-  std::ifstream f("/proc/sys/kernel/random/boot_id");
-  std::string s;
-  if (!std::getline(f, s)) return id;
-  size_t n = 0;
-  for (size_t i = 0; i + 1 < s.size() && n < id.size(); ++i) {
-    if (s[i] == '-') continue;
-    const auto nib = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
-    id[n++] = static_cast<uint8_t>(nib(s[i]) << 4 | nib(s[i + 1]));
-    ++i;
-  }
-  return id;
-}
-
-}  // namespace
-
 struct ServerState {
   ServerState(asio::any_io_executor e, TransferConfig c, KvRegion r, std::string fp, PinRegistry& p,
               TransferServer::ReleaseFn rel, std::string id)
@@ -46,7 +26,8 @@ struct ServerState {
         pins(p),
         on_release(std::move(rel)),
         auth(cfg.secret),
-        acceptor(ex) {}
+        acceptor(ex),
+        unix_acceptor(ex) {}
 
   asio::any_io_executor ex;
   TransferConfig cfg;
@@ -59,7 +40,12 @@ struct ServerState {
   Authenticator auth;
   tcp::acceptor acceptor;
   std::unordered_set<tcp::socket*> live;  // executor only
-  bool stopped = false;                   // executor only
+  // shm (offer_shm): the Unix listener and the read-only memfd each authenticated peer receives.
+  std::string shm_name;
+  UniqueFd shm_fd;
+  unix_stream::acceptor unix_acceptor;
+  std::unordered_set<unix_stream::socket*> live_unix;  // executor only
+  bool stopped = false;                                // executor only
 };
 
 namespace {
@@ -80,23 +66,68 @@ struct Session {
   std::vector<std::byte> scratch;  // the corrupted segment of a fault
 };
 
-asio::awaitable<bool> send_frame(Session& s, const wire::Bytes& frame, std::chrono::milliseconds timeout) {
+// One shm connection: its handshake, then LEASE / DONE / RELEASE.
+struct ShmSession {
+  explicit ShmSession(unix_stream::socket s) : sock(std::move(s)) {}
+  struct Held {
+    PinRegistry::Lease lease;
+    std::chrono::steady_clock::time_point until;
+  };
+  unix_stream::socket sock;
+  UnixDeadline deadline{sock};
+  std::vector<uint8_t> payload;
+  wire::Lease lease;
+  std::vector<BlockHash> keys;
+  wire::LeaseOk lease_ok;
+  std::map<uint64_t, Held> held;  // by xfer id
+  wire::Bytes frame;
+
+  // The connection's limit while leases are held: the first lease's end (io_timeout after its
+  // LEASE). Closing the connection then ends every lease on it; the readers get no DONE_OK.
+  void arm_for_leases() {
+    if (held.empty()) {
+      deadline.expires_never();  // an idle pooled connection may wait for its next LEASE forever
+      return;
+    }
+    auto first = held.begin()->second.until;
+    for (const auto& [id, h] : held) first = std::min(first, h.until);
+    deadline.expires_at(first);
+  }
+};
+
+template <class S>
+asio::awaitable<bool> send_frame(S& s, const wire::Bytes& frame, std::chrono::milliseconds timeout) {
   s.deadline.expires_after(timeout);
-  co_return (co_await write_all(s.sock, s.deadline, frame)).has_value();
+  const auto r = co_await write_all(s.sock, s.deadline, frame);
+  co_return r.has_value();
 }
 
-asio::awaitable<void> send_error(Session& s, const State& st, XferError e, std::string msg) {
+template <class S>
+asio::awaitable<void> send_error(S& s, const State& st, XferError e, std::string msg) {
   wire::Bytes f;
   (void)wire::encode(wire::Error{static_cast<uint16_t>(e), std::move(msg)}, f);
   co_await send_frame(s, f, st.cfg.io_timeout);
 }
 
+asio::awaitable<bool> send_auth_ok(Session& s, State& st, wire::Bytes& f) {
+  co_return co_await send_frame(s, f, st.cfg.auth_timeout);
+}
+
+// On the Unix socket AUTH_OK carries the arena's memfd: only a peer that proved the secret gets it.
+asio::awaitable<bool> send_auth_ok(ShmSession& s, State& st, wire::Bytes& f) {
+  wire::set_flags(f, wire::kFlagFd);
+  s.deadline.expires_after(st.cfg.auth_timeout);
+  co_return (co_await write_with_fd(s.sock, s.deadline, f, st.shm_fd.get())).has_value();
+}
+
 // HELLO -> AUTH -> AUTH_OK within auth_timeout; false: the peer is refused (and told why).
-asio::awaitable<bool> handshake(Session& s, State& st) {
+template <class S>
+asio::awaitable<bool> handshake(S& s, State& st) {
   wire::Hello hello;
   hello.nonce = random_nonce();
   hello.engine_id = st.engine_id;
   hello.boot_id = st.boot_id;
+  hello.shm_name = st.shm_name;
   hello.layout = st.region.layout;
   hello.fingerprint = st.fingerprint;
   wire::Bytes f;
@@ -115,7 +146,7 @@ asio::awaitable<bool> handshake(Session& s, State& st) {
   }
   f.clear();
   wire::encode(wire::AuthOk{st.auth.server_mac(auth.nonce, hello.nonce)}, f);
-  co_return co_await send_frame(s, f, st.cfg.auth_timeout);
+  co_return co_await send_auth_ok(s, st, f);
 }
 
 // Stops sending mid-block (a fault): the peer must see a truncated transfer, then we wait for it to
@@ -229,6 +260,107 @@ asio::awaitable<void> serve(std::shared_ptr<State> st, tcp::socket sock) {
   s.sock.close(ignored);
 }
 
+// Serves one LEASE: lease, hash while leased, answer LEASE_OK (or READ_DONE(error)); the lease is
+// then held until DONE. false when the connection must close.
+asio::awaitable<bool> serve_lease(ShmSession& s, State& st) {
+  const KvLayout& l = st.region.layout;
+  const wire::Lease& r = s.lease;
+  if (s.held.contains(r.xfer_id)) {
+    co_await send_error(s, st, XferError::kProtocol, "xfer id already leased");
+    co_return false;
+  }
+  const auto refuse = [&](XferError e) -> asio::awaitable<bool> {
+    s.frame.clear();
+    (void)wire::encode(wire::ReadDone{r.xfer_id, static_cast<uint16_t>(e), std::string(to_string(e))},
+                       s.frame);
+    co_return co_await send_frame(s, s.frame, st.cfg.io_timeout);
+  };
+  auto lease = st.pins.lease(r.request_id, r.blocks, s.keys);
+  if (!lease) co_return co_await refuse(lease.error());
+  for (uint32_t b : r.blocks)
+    if (!l.has_block(b)) co_return co_await refuse(XferError::kBadBlock);
+  const auto& fault = st.cfg.fault;
+  s.lease_ok.xfer_id = r.xfer_id;
+  s.lease_ok.blocks.resize(r.blocks.size());
+  for (size_t i = 0; i < r.blocks.size(); ++i) {
+    s.lease_ok.blocks[i] = {s.keys[i], block_checksum(l, st.region.base, static_cast<int32_t>(r.blocks[i]))};
+    // The shared bytes cannot be corrupted for one reader, so the fault makes the checksum lie.
+    if (fault.kind == TransferConfig::Fault::kCorrupt && i == static_cast<size_t>(fault.block))
+      s.lease_ok.blocks[i].checksum ^= 1;
+  }
+  s.held.emplace(r.xfer_id,
+                 ShmSession::Held{std::move(*lease), std::chrono::steady_clock::now() + st.cfg.io_timeout});
+  s.frame.clear();
+  (void)wire::encode(s.lease_ok, s.frame);  // n <= kMaxLeaseBlocks: the decoder checked
+  if (!co_await send_frame(s, s.frame, st.cfg.io_timeout)) co_return false;
+  // The truncate fault: the connection ends while the reader copies, so no DONE_OK ever comes.
+  co_return !(fault.kind == TransferConfig::Fault::kTruncate &&
+              static_cast<size_t>(fault.block) < r.blocks.size());
+}
+
+asio::awaitable<void> serve_shm(std::shared_ptr<State> st, unix_stream::socket sock) {
+  ShmSession s(std::move(sock));
+  st->live_unix.insert(&s.sock);
+  try {
+    if (co_await handshake(s, *st)) {
+      const uint32_t max_blocks = std::min<uint32_t>(wire::kMaxLeaseBlocks, st->region.layout.n_blocks);
+      for (;;) {
+        s.arm_for_leases();
+        const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
+        if (!h) {
+          if (h.error() == XferError::kProtocol)
+            co_await send_error(s, *st, XferError::kProtocol, "bad frame");
+          break;
+        }
+        if (h->type == wire::FrameType::kLease) {
+          if (!wire::decode(s.payload, max_blocks, s.lease)) {
+            co_await send_error(s, *st, XferError::kProtocol, "bad LEASE");
+            break;
+          }
+          if (!co_await serve_lease(s, *st)) break;
+        } else if (h->type == wire::FrameType::kDone) {
+          wire::Done d;
+          if (!wire::decode(s.payload, d) || s.held.erase(d.xfer_id) == 0) {
+            co_await send_error(s, *st, XferError::kProtocol, "bad DONE");
+            break;
+          }
+          s.frame.clear();
+          wire::encode(wire::DoneOk{d.xfer_id}, s.frame);
+          if (!co_await send_frame(s, s.frame, st->cfg.io_timeout)) break;
+        } else if (h->type == wire::FrameType::kRelease) {
+          wire::Release rel;
+          if (!wire::decode(s.payload, rel)) {
+            co_await send_error(s, *st, XferError::kProtocol, "bad RELEASE");
+            break;
+          }
+          if (st->on_release) st->on_release(rel.request_id, static_cast<ReleaseOutcome>(rel.outcome));
+        } else {
+          co_await send_error(s, *st, XferError::kProtocol, "unexpected frame");
+          break;
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    // As for tcp: this connection ends, the server goes on.
+  }
+  s.held.clear();  // the leases end with the connection
+  st->live_unix.erase(&s.sock);
+  error_code ignored;
+  s.sock.close(ignored);
+}
+
+asio::awaitable<void> unix_accept_loop(std::shared_ptr<State> st) {
+  while (!st->stopped) {
+    error_code ec;
+    unix_stream::socket sock = co_await st->unix_acceptor.async_accept(ec_token(ec));
+    if (ec) {
+      if (st->stopped || ec == asio::error::operation_aborted) break;
+      continue;
+    }
+    asio::co_spawn(st->ex, serve_shm(st, std::move(sock)), asio::detached);
+  }
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
   while (!st->stopped) {
     error_code ec;
@@ -275,8 +407,32 @@ TransferServer::~TransferServer() {
   stop();
 }
 
+void TransferServer::offer_shm(const SharedArena& arena) {
+  const KvRegion& r = st_->region;
+  if (!arena.writable() || arena.data() != r.base || arena.size() != r.layout.arena_bytes())
+    fail("KV transfer: shm needs the region to be a whole shared arena ({} bytes at the region's base)",
+         r.layout.arena_bytes());
+  if (!st_->shm_name.empty()) fail("KV transfer: shm offered twice");
+  UniqueFd ro = arena.readonly_fd();
+  const std::string name = shm_socket_name(st_->engine_id);
+  error_code ec;
+  auto& a = st_->unix_acceptor;
+  const auto ep = shm_endpoint(name);
+  a.open(ep.protocol(), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    error_code ignored;
+    a.close(ignored);
+    fail("KV transfer: cannot listen on the Unix socket @{}: {}", name, ec.message());
+  }
+  st_->shm_fd = std::move(ro);
+  st_->shm_name = name;
+}
+
 void TransferServer::start() {
   asio::co_spawn(st_->ex, accept_loop(st_), asio::detached);
+  if (!st_->shm_name.empty()) asio::co_spawn(st_->ex, unix_accept_loop(st_), asio::detached);
 }
 
 void TransferServer::stop() {
@@ -284,12 +440,18 @@ void TransferServer::stop() {
     st->stopped = true;
     error_code ignored;
     st->acceptor.close(ignored);
+    st->unix_acceptor.close(ignored);
     for (tcp::socket* s : st->live) s->close(ignored);
+    for (unix_stream::socket* s : st->live_unix) s->close(ignored);
   });
 }
 
 const std::string& TransferServer::engine_id() const {
   return st_->engine_id;
+}
+
+const std::string& TransferServer::shm_name() const {
+  return st_->shm_name;
 }
 
 }  // namespace llmd::kv::transfer

@@ -8,6 +8,12 @@
 // region, and a READ_DONE ends each READ. A READ naming an unknown request or an unpinned block gets
 // READ_DONE(error) before any data.
 //
+// With offer_shm, the same handshake is also served on the abstract Unix socket
+// "\0llmd-kvt/<engine_id>", whose AUTH_OK carries the arena's memfd (read-only), and that socket then
+// serves LEASE / DONE / RELEASE: a LEASE leases the blocks until its DONE (answered DONE_OK), the
+// connection's end, or io_timeout after the LEASE (the connection is then closed, so the reader gets
+// no DONE_OK). HELLO on both sockets names the Unix socket (empty without shm) and the boot id.
+//
 // Threading: all I/O runs on the executor given, which must not run handlers concurrently (a
 // one-thread io_context or a strand). The region's pinned blocks must not change while leased.
 #include <cstdint>
@@ -17,6 +23,7 @@
 #include <string_view>
 
 #include "common/asio.hpp"
+#include "common/shared_arena.hpp"
 #include "kv/transfer/layout.hpp"
 #include "kv/transfer/pin_registry.hpp"
 #include "kv/transfer/transfer_backend.hpp"
@@ -39,6 +46,12 @@ class TransferServer {
   TransferServer(const TransferServer&) = delete;
   TransferServer& operator=(const TransferServer&) = delete;
 
+  // Offers the shm backend: `arena` must be the memory the region is (region.base == arena.data(),
+  // arena.size() == layout.arena_bytes()). Binds the Unix socket; call before start(). Throws
+  // llmd::Error when the arena is not the region's, the socket name is taken (another server with
+  // this engine id), or the arena cannot be reopened read-only. The arena must outlive the server.
+  void offer_shm(const SharedArena& arena);
+
   void start();
   // Closes the listener and every connection (leases end as their writes fail). Any thread.
   void stop();
@@ -46,6 +59,8 @@ class TransferServer {
   uint16_t port() const { return port_; }
   // 128 random bits per server unless given: a restarted server is another engine.
   const std::string& engine_id() const;
+  // The abstract Unix socket's name without its leading NUL; empty unless offer_shm was called.
+  const std::string& shm_name() const;
 
  private:
   std::shared_ptr<ServerState> st_;

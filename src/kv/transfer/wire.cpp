@@ -117,6 +117,40 @@ void get_layout(Reader& r, KvLayout& l) {
   r.u8(l.dtype);
 }
 
+// READ and LEASE: u64 xfer_id | str request_id | u32 n | n x u32 block.
+Status encode_block_list(FrameType type, uint64_t xfer_id, std::string_view request_id,
+                         std::span<const uint32_t> blocks, uint32_t max_blocks, Bytes& out) {
+  if (request_id.size() > kMaxRequestId || blocks.size() > max_blocks)
+    return std::unexpected(WireError::kOverCap);
+  if (blocks.empty()) return std::unexpected(WireError::kBadValue);
+  out.reserve(out.size() + kFrameHeaderBytes + 14 + request_id.size() + 4 * blocks.size());
+  Writer w(out, type);
+  w.u64(xfer_id);
+  w.str(request_id);
+  w.u32(static_cast<uint32_t>(blocks.size()));
+  for (uint32_t b : blocks) w.u32(b);
+  w.finish();
+  return {};
+}
+
+Status decode_block_list(std::span<const uint8_t> payload, uint32_t max_blocks, uint32_t cap,
+                         uint64_t& xfer_id, std::string& request_id, std::vector<uint32_t>& blocks) {
+  Reader r(payload);
+  uint32_t n = 0;
+  r.u64(xfer_id);
+  r.str(request_id, kMaxRequestId);
+  r.u32(n);
+  if (!r.ok()) return r.done();
+  if (n == 0) return std::unexpected(WireError::kBadValue);
+  if (n > max_blocks || n > cap) return std::unexpected(WireError::kOverCap);
+  // The count must match the bytes that are there before the list is sized by it.
+  if (r.left() != 4 * uint64_t{n})
+    return std::unexpected(r.left() < 4 * uint64_t{n} ? WireError::kTruncated : WireError::kTrailing);
+  blocks.resize(n);
+  for (uint32_t& b : blocks) r.u32(b);
+  return r.done();
+}
+
 bool known(uint16_t t) {
   switch (static_cast<FrameType>(t)) {
     case FrameType::kHello:
@@ -125,6 +159,10 @@ bool known(uint16_t t) {
     case FrameType::kRead:
     case FrameType::kBlock:
     case FrameType::kReadDone:
+    case FrameType::kLease:
+    case FrameType::kLeaseOk:
+    case FrameType::kDone:
+    case FrameType::kDoneOk:
     case FrameType::kRelease:
     case FrameType::kError:
       return true;
@@ -186,17 +224,45 @@ void encode(const AuthOk& f, Bytes& out) {
 }
 
 Status encode(const Read& f, Bytes& out) {
-  if (f.request_id.size() > kMaxRequestId || f.blocks.size() > kMaxReadBlocks)
-    return std::unexpected(WireError::kOverCap);
+  return encode_block_list(FrameType::kRead, f.xfer_id, f.request_id, f.blocks, kMaxReadBlocks, out);
+}
+
+Status encode(const Lease& f, Bytes& out) {
+  return encode_block_list(FrameType::kLease, f.xfer_id, f.request_id, f.blocks, kMaxLeaseBlocks, out);
+}
+
+Status encode(const LeaseOk& f, Bytes& out) {
+  if (f.blocks.size() > kMaxLeaseBlocks) return std::unexpected(WireError::kOverCap);
   if (f.blocks.empty()) return std::unexpected(WireError::kBadValue);
-  out.reserve(out.size() + kFrameHeaderBytes + 14 + f.request_id.size() + 4 * f.blocks.size());
-  Writer w(out, FrameType::kRead);
+  out.reserve(out.size() + kFrameHeaderBytes + 12 + kLeaseOkEntryBytes * f.blocks.size());
+  Writer w(out, FrameType::kLeaseOk);
   w.u64(f.xfer_id);
-  w.str(f.request_id);
   w.u32(static_cast<uint32_t>(f.blocks.size()));
-  for (uint32_t b : f.blocks) w.u32(b);
+  for (const LeasedBlock& b : f.blocks) {
+    w.u64(b.key.lo);
+    w.u64(b.key.hi);
+    w.u64(b.checksum);
+  }
   w.finish();
   return {};
+}
+
+void encode(const Done& f, Bytes& out) {
+  Writer w(out, FrameType::kDone);
+  w.u64(f.xfer_id);
+  w.finish();
+}
+
+void encode(const DoneOk& f, Bytes& out) {
+  Writer w(out, FrameType::kDoneOk);
+  w.u64(f.xfer_id);
+  w.finish();
+}
+
+void set_flags(std::span<uint8_t> frame, uint16_t flags) {
+  if (frame.size() < kFrameHeaderBytes) return;
+  frame[2] = static_cast<uint8_t>(flags);
+  frame[3] = static_cast<uint8_t>(flags >> 8);
 }
 
 Status encode(const ReadDone& f, Bytes& out) {
@@ -297,19 +363,42 @@ Status decode(std::span<const uint8_t> payload, AuthOk& out) {
 }
 
 Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, Read& out) {
+  return decode_block_list(payload, max_blocks, kMaxReadBlocks, out.xfer_id, out.request_id, out.blocks);
+}
+
+Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, Lease& out) {
+  return decode_block_list(payload, max_blocks, kMaxLeaseBlocks, out.xfer_id, out.request_id, out.blocks);
+}
+
+Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, LeaseOk& out) {
   Reader r(payload);
   uint32_t n = 0;
   r.u64(out.xfer_id);
-  r.str(out.request_id, kMaxRequestId);
   r.u32(n);
   if (!r.ok()) return r.done();
   if (n == 0) return std::unexpected(WireError::kBadValue);
-  if (n > max_blocks || n > kMaxReadBlocks) return std::unexpected(WireError::kOverCap);
-  // The count must match the bytes that are there before the list is sized by it.
-  if (r.left() != 4 * uint64_t{n})
-    return std::unexpected(r.left() < 4 * uint64_t{n} ? WireError::kTruncated : WireError::kTrailing);
+  if (n > max_blocks || n > kMaxLeaseBlocks) return std::unexpected(WireError::kOverCap);
+  if (r.left() != kLeaseOkEntryBytes * uint64_t{n})
+    return std::unexpected(r.left() < kLeaseOkEntryBytes * uint64_t{n} ? WireError::kTruncated
+                                                                       : WireError::kTrailing);
   out.blocks.resize(n);
-  for (uint32_t& b : out.blocks) r.u32(b);
+  for (LeasedBlock& b : out.blocks) {
+    r.u64(b.key.lo);
+    r.u64(b.key.hi);
+    r.u64(b.checksum);
+  }
+  return r.done();
+}
+
+Status decode(std::span<const uint8_t> payload, Done& out) {
+  Reader r(payload);
+  r.u64(out.xfer_id);
+  return r.done();
+}
+
+Status decode(std::span<const uint8_t> payload, DoneOk& out) {
+  Reader r(payload);
+  r.u64(out.xfer_id);
   return r.done();
 }
 

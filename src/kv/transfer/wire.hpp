@@ -5,7 +5,7 @@
 // checks a length before reading or allocating, rejects payloads with bytes left over, and returns
 // its error as a value: a peer can make a decode fail, never crash or over-read.
 //
-// Frames of this slice (LEASE/DONE/UCX frames of the shm and ucx backends come later):
+// Frames (the UCX frames of the ucx backend come later):
 //   1 HELLO    S->C  u32 magic "LKVT" | u16 version | nonce_s[32] | str engine_id | boot_id[16] |
 //                    str shm_name | u8 ucx | layout | str fingerprint
 //                    layout = u32 n_segments | u64 segment_bytes | u64 segment_stride | i32 n_blocks |
@@ -15,8 +15,16 @@
 //   4 READ     C->S  u64 xfer_id | str request_id | u32 n | n x u32 remote_block
 //   5 BLOCK    S->C  u64 xfer_id | u32 index | key[16] | u64 checksum, then block_bytes raw bytes
 //   6 READ_DONE S->C u64 xfer_id | u16 status (0 ok, else an XferError) | str msg
+//                    (also the refusal of a LEASE: unknown request, unpinned block)
+//   7 LEASE    C->S  as READ: the blocks stay leased (unpin waits) until DONE or the connection ends
+//   8 LEASE_OK S->C  u64 xfer_id | u32 n | n x (key[16] | u64 checksum), computed while leased
+//   9 DONE     C->S  u64 xfer_id: the reader has copied the blocks; ends the lease
+//  10 DONE_OK  S->C  u64 xfer_id: the lease held throughout (without it the copy is not trusted)
 //  11 RELEASE  C->S  str request_id | u8 outcome
 //  14 ERROR    S->C  u16 code (an XferError) | str msg
+//
+// On the shm listener's Unix socket AUTH_OK carries flag kFlagFd: the arena's memfd rides on its
+// first byte as SCM_RIGHTS ancillary data.
 #include <array>
 #include <cstdint>
 #include <expected>
@@ -37,6 +45,10 @@ enum class FrameType : uint16_t {
   kRead = 4,
   kBlock = 5,
   kReadDone = 6,
+  kLease = 7,
+  kLeaseOk = 8,
+  kDone = 9,
+  kDoneOk = 10,
   kRelease = 11,
   kError = 14,
 };
@@ -51,6 +63,11 @@ inline constexpr size_t kMaxFingerprint = 256;
 inline constexpr size_t kMaxShmName = 108;  // sun_path
 inline constexpr size_t kMaxMessage = 1024;
 inline constexpr uint32_t kMaxReadBlocks = 65536;
+// LEASE_OK (12 + 24 bytes a block) must fit a control frame.
+inline constexpr uint32_t kMaxLeaseBlocks = 32768;
+inline constexpr size_t kLeaseOkEntryBytes = 24;
+// Frame header flags.
+inline constexpr uint16_t kFlagFd = 1;             // a descriptor rides on this frame (Unix sockets only)
 inline constexpr size_t kBlockHeaderPayload = 36;  // BLOCK's payload before the raw bytes
 inline constexpr size_t kBlockFrameHeaderBytes = kFrameHeaderBytes + kBlockHeaderPayload;
 
@@ -108,6 +125,31 @@ struct BlockHeader {
   uint64_t checksum = 0;
 };
 
+// LEASE names blocks as READ does.
+struct Lease {
+  uint64_t xfer_id = 0;
+  std::string request_id;
+  std::vector<uint32_t> blocks;
+};
+
+struct LeasedBlock {
+  BlockHash key;
+  uint64_t checksum = 0;
+};
+
+struct LeaseOk {
+  uint64_t xfer_id = 0;
+  std::vector<LeasedBlock> blocks;
+};
+
+struct Done {
+  uint64_t xfer_id = 0;
+};
+
+struct DoneOk {
+  uint64_t xfer_id = 0;
+};
+
 struct ReadDone {
   uint64_t xfer_id = 0;
   uint16_t status = 0;
@@ -133,10 +175,16 @@ Status encode(const Hello& f, Bytes& out);
 void encode(const Auth& f, Bytes& out);
 void encode(const AuthOk& f, Bytes& out);
 Status encode(const Read& f, Bytes& out);
+Status encode(const Lease& f, Bytes& out);
+Status encode(const LeaseOk& f, Bytes& out);
+void encode(const Done& f, Bytes& out);
+void encode(const DoneOk& f, Bytes& out);
 Status encode(const ReadDone& f, Bytes& out);
 Status encode(const Release& f, Bytes& out);
 Status encode(const Error& f, Bytes& out);
 // BLOCK's frame header and block header, for a gather write whose next buffers are the raw bytes.
+// Sets the flags of the frame that starts at frame[0] (encoders write 0).
+void set_flags(std::span<uint8_t> frame, uint16_t flags);
 void encode_block_header(const BlockHeader& f, uint64_t block_bytes,
                          std::span<uint8_t, kBlockFrameHeaderBytes> out);
 
@@ -152,6 +200,12 @@ Status decode(std::span<const uint8_t> payload, Auth& out);
 Status decode(std::span<const uint8_t> payload, AuthOk& out);
 // max_blocks: min(kMaxReadBlocks, layout.n_blocks) of the serving side; n must be in [1, max_blocks].
 Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, Read& out);
+// max_blocks: min(kMaxLeaseBlocks, layout.n_blocks) of the serving side; n must be in [1, max_blocks].
+Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, Lease& out);
+// max_blocks: the blocks the reader leased; n must be in [1, max_blocks].
+Status decode(std::span<const uint8_t> payload, uint32_t max_blocks, LeaseOk& out);
+Status decode(std::span<const uint8_t> payload, Done& out);
+Status decode(std::span<const uint8_t> payload, DoneOk& out);
 Status decode(std::span<const uint8_t, kBlockHeaderPayload> payload, BlockHeader& out);
 Status decode(std::span<const uint8_t> payload, ReadDone& out);
 Status decode(std::span<const uint8_t> payload, Release& out);

@@ -1,0 +1,456 @@
+// The shm transfer backend against a real TransferServer: the prefill's arena is a SharedArena, the
+// server listens on TCP and on its abstract Unix socket, the reader maps the memfd it receives.
+// Server and reader run on two threads of this process; every wait is bounded.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "common/error.hpp"
+#include "common/shared_arena.hpp"
+#include "kv/transfer/auth.hpp"
+#include "kv/transfer/layout.hpp"
+#include "kv/transfer/pin_registry.hpp"
+#include "kv/transfer/shm_backend.hpp"
+#include "kv/transfer/transfer_server.hpp"
+
+namespace llmd::kv::transfer {
+namespace {
+
+using namespace std::chrono_literals;
+using Result = std::expected<void, XferError>;
+
+KvLayout small_layout() {
+  return {.n_segments = 6,
+          .segment_bytes = 3000,
+          .segment_stride = 40 * 3000 + 64,
+          .n_blocks = 40,
+          .block_size = 16,
+          .dtype = 0};
+}
+
+void fill_random(std::span<std::byte> m, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  for (auto& b : m) b = static_cast<std::byte>(rng());
+}
+
+bool block_equal(const KvLayout& l, const std::byte* a, int32_t ab, const std::byte* b, int32_t bb) {
+  for (uint32_t s = 0; s < l.n_segments; ++s)
+    if (std::memcmp(a + l.offset(ab, s), b + l.offset(bb, s), l.segment_bytes) != 0) return false;
+  return true;
+}
+
+BlockHash key_of(int32_t b) {
+  return {0x2000u + static_cast<uint64_t>(b), 0x5eedu};
+}
+
+class TransferShm : public ::testing::Test {
+ protected:
+  TransferShm()
+      : src_(SharedArena::create(small_layout().arena_bytes())), dst_(small_layout().arena_bytes()) {
+    fill_random(src_.bytes(), 1);
+    fill_random(dst_, 2);
+  }
+
+  void TearDown() override {
+    peers_.clear();
+    client_io_.restart();
+    client_io_.poll();
+    if (server_) server_->stop();
+    work_.reset();
+    if (server_thread_.joinable()) server_thread_.join();
+  }
+
+  TransferConfig config(std::string secret = "s3cret") {
+    TransferConfig c;
+    c.secret = std::move(secret);
+    c.io_timeout = 5s;
+    return c;
+  }
+
+  void start_server(TransferConfig cfg, bool shm = true) {
+    server_ = std::make_unique<TransferServer>(server_io_.get_executor(), std::move(cfg),
+                                               KvRegion{small_layout(), src_.data()}, "fp:1", pins_,
+                                               [this](std::string_view id, ReleaseOutcome) {
+                                                 released_id_ = std::string(id);
+                                                 ++released_;
+                                               });
+    if (shm) server_->offer_shm(src_);
+    server_->start();
+    server_thread_ = std::thread([this] { server_io_.run(); });
+  }
+
+  std::unique_ptr<ShmBackend> backend(TransferConfig cfg, KvLayout l = small_layout(),
+                                      std::string fp = "fp:1") {
+    if (dst_.size() < l.arena_bytes()) dst_.resize(l.arena_bytes());
+    return std::make_unique<ShmBackend>(client_io_.get_executor(), std::move(cfg), KvRegion{l, dst_.data()},
+                                        std::move(fp));
+  }
+  std::unique_ptr<ShmBackend> backend() { return backend(config()); }
+
+  template <class T>
+  T run(asio::awaitable<T> a) {
+    std::optional<T> out;
+    std::exception_ptr ex;
+    asio::co_spawn(client_io_, std::move(a), [&](std::exception_ptr e, T v) {
+      ex = e;
+      if (!e) out = std::move(v);
+    });
+    client_io_.restart();
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (!out && !ex && std::chrono::steady_clock::now() < until) client_io_.run_one_for(50ms);
+    if (ex) std::rethrow_exception(ex);
+    if (!out) throw std::runtime_error("the coroutine did not finish within 20 s");
+    return std::move(*out);
+  }
+
+  PeerInfo by_engine_id() { return {server_->engine_id(), "127.0.0.1", server_->port()}; }
+  PeerInfo by_address() { return {"", "127.0.0.1", server_->port()}; }
+
+  Peer& prepare(ShmBackend& b, PeerInfo info) {
+    auto p = run(b.prepare(std::move(info)));
+    if (!p) throw std::runtime_error(fmt::format("prepare: {}", to_string(p.error())));
+    peers_.push_back(std::move(*p));
+    return *peers_.back();
+  }
+
+  std::vector<BlockPair> pin(const std::string& id, std::vector<int32_t> blocks, std::vector<int32_t> local) {
+    std::vector<BlockHash> keys;
+    std::vector<BlockPair> pairs;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      keys.push_back(key_of(blocks[i]));
+      pairs.push_back({blocks[i], local[i], key_of(blocks[i])});
+    }
+    pins_.pin(id, std::move(blocks), std::move(keys));
+    return pairs;
+  }
+
+  bool pulled(const BlockPair& p) const {
+    return block_equal(small_layout(), dst_.data(), p.local, src_.data(), p.remote);
+  }
+
+  asio::io_context server_io_;
+  asio::io_context client_io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(server_io_);
+  std::thread server_thread_;
+  PinRegistry pins_;
+  SharedArena src_;
+  std::vector<std::byte> dst_;
+  std::unique_ptr<TransferServer> server_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::atomic<int> released_{0};
+  std::string released_id_;
+};
+
+TEST_F(TransferShm, PullIsByteEqualByEngineIdAndByAddress) {
+  start_server(config());
+  ASSERT_FALSE(server_->shm_name().empty());
+  for (PeerInfo info : {by_engine_id(), by_address()}) {
+    auto b = backend();
+    Peer& peer = prepare(*b, info);
+    const std::vector<std::byte> before = dst_;
+    const auto pairs = pin("req-1", {3, 7, 12, 39}, {0, 1, 2, 30});
+    ASSERT_TRUE(run(b->read(peer, "req-1", pairs)));
+    for (const BlockPair& p : pairs) EXPECT_TRUE(pulled(p)) << p.local;
+    for (int32_t other : {3, 4, 29, 31, 39})
+      EXPECT_TRUE(block_equal(small_layout(), dst_.data(), other, before.data(), other)) << other;
+    EXPECT_TRUE(peer.usable());
+    fill_random(dst_, 3);
+  }
+}
+
+TEST_F(TransferShm, SeveralReadsSequentialAndInFlightTogether) {
+  start_server(config());
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  ASSERT_TRUE(run(b->read(peer, "a", pin("a", {0, 1}, {10, 11}))));
+  ASSERT_TRUE(run(b->read(peer, "b", pin("b", {2}, {12}))));
+  EXPECT_TRUE(block_equal(small_layout(), dst_.data(), 12, src_.data(), 2));
+
+  constexpr int kReads = 8;
+  std::vector<std::vector<BlockPair>> jobs;
+  std::vector<std::string> ids;
+  for (int r = 0; r < kReads; ++r) {
+    ids.push_back(fmt::format("req-{}", r));
+    jobs.push_back(pin(ids.back(), {r * 4, r * 4 + 1, r * 4 + 2, r * 4 + 3},
+                       {39 - r * 4, 38 - r * 4, 37 - r * 4, 36 - r * 4}));
+  }
+  std::vector<std::optional<Result>> results(kReads);
+  for (int r = 0; r < kReads; ++r)
+    asio::co_spawn(client_io_, b->read(peer, ids[r], jobs[r]),
+                   [&results, r](std::exception_ptr, Result v) { results[r] = v; });
+  client_io_.restart();
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  const auto all_done = [&] { return std::ranges::all_of(results, [](auto& x) { return x.has_value(); }); };
+  while (!all_done() && std::chrono::steady_clock::now() < until) client_io_.run_one_for(50ms);
+  ASSERT_TRUE(all_done());
+  for (int r = 0; r < kReads; ++r) {
+    EXPECT_TRUE(*results[r]) << r;
+    for (const BlockPair& p : jobs[r]) EXPECT_TRUE(pulled(p));
+  }
+}
+
+TEST_F(TransferShm, CorruptChecksumGivesChecksumAndThePeerStaysUsable) {
+  TransferConfig c = config();
+  c.fault = {TransferConfig::Fault::kCorrupt, 1};
+  start_server(c);
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  EXPECT_EQ(run(b->read(peer, "r", pin("r", {5, 6, 7}, {0, 1, 2}))), std::unexpected(XferError::kChecksum));
+  EXPECT_TRUE(peer.usable());
+  EXPECT_TRUE(pins_.unpin("r"));  // DONE ended the lease even though the read failed
+  EXPECT_TRUE(run(b->read(peer, "s", pin("s", {9}, {3}))));
+  EXPECT_TRUE(block_equal(small_layout(), dst_.data(), 3, src_.data(), 9));
+}
+
+TEST_F(TransferShm, NoDoneOkGivesTruncated) {
+  TransferConfig c = config();
+  c.fault = {TransferConfig::Fault::kTruncate, 0};
+  start_server(c);
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  EXPECT_EQ(run(b->read(peer, "r", pin("r", {5, 6}, {0, 1}))), std::unexpected(XferError::kTruncated));
+  EXPECT_FALSE(peer.usable());
+}
+
+TEST_F(TransferShm, WrongKeyGivesKeyMismatch) {
+  start_server(config());
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  auto pairs = pin("r", {5, 6}, {0, 1});
+  pairs[1].key.lo ^= 1;
+  EXPECT_EQ(run(b->read(peer, "r", pairs)), std::unexpected(XferError::kKeyMismatch));
+  EXPECT_TRUE(peer.usable());
+}
+
+TEST_F(TransferShm, UnknownRequestAndUnpinnedBlockAreRefused) {
+  start_server(config());
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  const std::vector<std::byte> before = dst_;
+  const auto pairs = pin("r", {5, 6}, {0, 1});
+  EXPECT_EQ(run(b->read(peer, "nope", pairs)), std::unexpected(XferError::kUnknownRequest));
+  std::vector<BlockPair> unpinned = pairs;
+  unpinned.push_back({8, 2, key_of(8)});
+  EXPECT_EQ(run(b->read(peer, "r", unpinned)), std::unexpected(XferError::kBadBlock));
+  const std::vector<BlockPair> outside = {{1000, 2, key_of(1000)}};
+  EXPECT_EQ(run(b->read(peer, "r", outside)), std::unexpected(XferError::kBadBlock));
+  EXPECT_EQ(dst_, before);
+  EXPECT_TRUE(pins_.unpin("r"));  // refused leases hold nothing
+  EXPECT_TRUE(peer.usable());
+}
+
+TEST_F(TransferShm, WrongSecretIsRefused) {
+  start_server(config("the-server-secret"));
+  auto b = backend(config("another-secret"));
+  const auto p = run(b->prepare(by_engine_id()));
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error(), XferError::kAuth);
+  auto good = backend(config("the-server-secret"));
+  EXPECT_TRUE(run(good->prepare(by_engine_id())));
+}
+
+TEST_F(TransferShm, IncompatibleLayoutIsRefused) {
+  start_server(config());
+  KvLayout other = small_layout();
+  other.dtype = 1;
+  auto b = backend(config(), other);
+  EXPECT_EQ(run(b->prepare(by_engine_id())).error(), XferError::kIncompatible);
+  auto b2 = backend(config(), small_layout(), "fp:2");
+  EXPECT_EQ(run(b2->prepare(by_engine_id())).error(), XferError::kIncompatible);
+}
+
+TEST_F(TransferShm, WithoutAnArenaNoShmIsOfferedAndPrepareFailsToConnect) {
+  start_server(config(), /*shm=*/false);
+  EXPECT_TRUE(server_->shm_name().empty());
+  auto b = backend();
+  EXPECT_EQ(run(b->prepare(by_engine_id())).error(), XferError::kConnect);  // no Unix socket
+  EXPECT_EQ(run(b->prepare(by_address())).error(), XferError::kConnect);    // HELLO names none
+}
+
+TEST_F(TransferShm, ReleaseReachesTheCallback) {
+  start_server(config());
+  auto b = backend();
+  Peer& peer = prepare(*b, by_engine_id());
+  ASSERT_TRUE(run(b->release(peer, "req-9", ReleaseOutcome::kPulled)));
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (released_ == 0 && std::chrono::steady_clock::now() < until) {
+    client_io_.restart();
+    client_io_.poll();  // the RELEASE frame is written by the reader's io_context
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(released_, 1);
+  server_->stop();
+  work_.reset();
+  server_thread_.join();
+  EXPECT_EQ(released_id_, "req-9");
+}
+
+// A reader by hand on the Unix socket, to stop between LEASE_OK and DONE.
+struct RawClient {
+  explicit RawClient(asio::io_context& io) : sock(io) {}
+  unix_stream::socket sock;
+  UnixDeadline deadline{sock};
+  std::vector<uint8_t> payload;
+  UniqueFd fd;
+  wire::Hello hello;
+
+  asio::awaitable<bool> handshake(std::string_view name, const std::string& secret) {
+    deadline.expires_after(5s);
+    co_await sock.async_connect(shm_endpoint(name), asio::use_awaitable);
+    const auto h = co_await read_control_frame(sock, deadline, payload, false);
+    if (!h || h->type != wire::FrameType::kHello || !wire::decode(payload, hello)) co_return false;
+    const Authenticator auth(secret);
+    const wire::Nonce nonce = random_nonce();
+    wire::Bytes f;
+    wire::encode(wire::Auth{nonce, auth.client_mac(hello.nonce, nonce)}, f);
+    const auto w = co_await write_all(sock, deadline, f);
+    if (!w) co_return false;
+    std::array<uint8_t, wire::kFrameHeaderBytes + 32> ok;
+    const auto r = co_await read_with_fd(sock, deadline, ok, fd);
+    if (!r) co_return false;
+    co_return ok[0] == static_cast<uint8_t>(wire::FrameType::kAuthOk) && ok[2] == wire::kFlagFd&& fd;
+  }
+  // The type of the next frame from the server, or -1 when the connection ended.
+  asio::awaitable<int> send_and_read(wire::Bytes f) {
+    deadline.expires_after(5s);
+    const auto w = co_await write_all(sock, deadline, f);
+    if (!w) co_return -1;
+    const int t = co_await next();
+    co_return t;
+  }
+  asio::awaitable<int> next() {
+    const auto h = co_await read_control_frame(sock, deadline, payload, true);
+    co_return h ? static_cast<int>(h->type) : -1;
+  }
+};
+
+constexpr int kType(wire::FrameType t) {
+  return static_cast<int>(t);
+}
+
+wire::Bytes lease_frame(uint64_t xfer, std::string id, std::vector<uint32_t> blocks) {
+  wire::Bytes f;
+  (void)wire::encode(wire::Lease{xfer, std::move(id), std::move(blocks)}, f);
+  return f;
+}
+
+TEST_F(TransferShm, LeaseHoldsUnpinUntilDone) {
+  start_server(config());
+  pin("r", {4, 5}, {0, 1});
+  RawClient c(client_io_);
+  ASSERT_TRUE(run(c.handshake(server_->shm_name(), "s3cret")));
+  EXPECT_EQ(run(c.send_and_read(lease_frame(1, "r", {4, 5}))), kType(wire::FrameType::kLeaseOk));
+  wire::LeaseOk ok;
+  ok.blocks.resize(2);
+  ASSERT_TRUE(wire::decode(c.payload, 2, ok));
+  EXPECT_EQ(ok.blocks[1].key, key_of(5));
+  EXPECT_EQ(ok.blocks[1].checksum, block_checksum(small_layout(), src_.data(), 5));
+  EXPECT_FALSE(pins_.unpin("r"));  // leased: the engine must wait
+  wire::Bytes done;
+  wire::encode(wire::Done{1}, done);
+  EXPECT_EQ(run(c.send_and_read(done)), kType(wire::FrameType::kDoneOk));
+  EXPECT_TRUE(pins_.unpin("r"));
+  // A DONE for no lease is a protocol error.
+  EXPECT_EQ(run(c.send_and_read(done)), kType(wire::FrameType::kError));
+}
+
+TEST_F(TransferShm, LeaseEndsAfterIoTimeoutOrWhenTheConnectionDrops) {
+  TransferConfig cfg = config();
+  cfg.io_timeout = 1s;  // long enough for a loaded CI machine to check the lease first
+  start_server(cfg);
+  pin("r", {4}, {0});
+  {
+    RawClient c(client_io_);
+    ASSERT_TRUE(run(c.handshake(server_->shm_name(), "s3cret")));
+    EXPECT_EQ(run(c.send_and_read(lease_frame(1, "r", {4}))), kType(wire::FrameType::kLeaseOk));
+    EXPECT_FALSE(pins_.unpin("r"));
+    // No DONE: the server closes the connection at io_timeout, which ends the lease.
+    c.deadline.expires_after(5s);
+    EXPECT_EQ(run(c.next()), -1);
+    // The server ends the lease as it unwinds the connection, just after closing it.
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!pins_.unpin("r") && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+    EXPECT_FALSE(pins_.pinned("r"));
+  }
+  pin("q", {6}, {0});
+  {
+    RawClient c(client_io_);
+    ASSERT_TRUE(run(c.handshake(server_->shm_name(), "s3cret")));
+    EXPECT_EQ(run(c.send_and_read(lease_frame(1, "q", {6}))), kType(wire::FrameType::kLeaseOk));
+    EXPECT_FALSE(pins_.unpin("q"));
+  }  // hang up
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (!pins_.unpin("q") && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  EXPECT_FALSE(pins_.pinned("q"));
+}
+
+TEST(SharedArena, CreateSealsAndMapsReadOnly) {
+  SharedArena a = SharedArena::create(10000);
+  ASSERT_TRUE(a.writable());
+  EXPECT_EQ(a.size(), 10000u);
+  EXPECT_EQ(a.data()[9999], std::byte{0});  // zero-filled
+  a.data()[123] = std::byte{42};
+  EXPECT_EQ(::fcntl(a.fd(), F_GET_SEALS) & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL),
+            F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_NE(::ftruncate(a.fd(), 100), 0);  // sealed
+
+  UniqueFd ro = a.readonly_fd();
+  SharedArena r = SharedArena::map_readonly(ro.get(), 10000);
+  EXPECT_FALSE(r.writable());
+  EXPECT_EQ(r.data()[123], std::byte{42});
+  a.data()[124] = std::byte{7};
+  EXPECT_EQ(r.data()[124], std::byte{7});  // the same memory
+  // What a peer receives cannot be mapped writable.
+  EXPECT_EQ(::mmap(nullptr, 10000, PROT_READ | PROT_WRITE, MAP_SHARED, ro.get(), 0), MAP_FAILED);
+  EXPECT_THROW(SharedArena::create(0), Error);
+  EXPECT_THROW(r.readonly_fd(), Error);
+}
+
+TEST(SharedArena, MapReadonlyRefusesWrongSizeUnsealedOrNotAMemfd) {
+  SharedArena a = SharedArena::create(8192);
+  EXPECT_THROW(SharedArena::map_readonly(a.fd(), 8193), Error);  // claims more than there is
+  EXPECT_THROW(SharedArena::map_readonly(a.fd(), 4096), Error);  // a different arena
+  EXPECT_NO_THROW(SharedArena::map_readonly(a.fd(), 8192));
+
+  UniqueFd unsealed(::memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(unsealed);
+  ASSERT_EQ(::ftruncate(unsealed.get(), 8192), 0);
+  EXPECT_THROW(SharedArena::map_readonly(unsealed.get(), 8192), Error);  // may shrink under us
+  ASSERT_EQ(::fcntl(unsealed.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  EXPECT_THROW(SharedArena::map_readonly(unsealed.get(), 8192), Error);  // not sealed for good
+
+  UniqueFd no_sealing(::memfd_create("t", MFD_CLOEXEC));  // F_SEAL_SEAL from birth: can never be sealed
+  ASSERT_EQ(::ftruncate(no_sealing.get(), 8192), 0);
+  EXPECT_THROW(SharedArena::map_readonly(no_sealing.get(), 8192), Error);
+
+  UniqueFd truncated(::memfd_create("t", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_EQ(::ftruncate(truncated.get(), 4096), 0);
+  ASSERT_EQ(::fcntl(truncated.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+  EXPECT_THROW(SharedArena::map_readonly(truncated.get(), 8192), Error);
+
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  UniqueFd p0(pipe_fds[0]), p1(pipe_fds[1]);
+  EXPECT_THROW(SharedArena::map_readonly(p0.get(), 8192), Error);
+}
+
+TEST_F(TransferShm, ServerRefusesAnArenaThatIsNotItsRegion) {
+  SharedArena other = SharedArena::create(small_layout().arena_bytes());
+  TransferServer s(server_io_.get_executor(), config(), KvRegion{small_layout(), src_.data()}, "fp", pins_);
+  EXPECT_THROW(s.offer_shm(other), Error);
+  SharedArena small = SharedArena::create(4096);
+  TransferServer s2(server_io_.get_executor(), config(), KvRegion{small_layout(), src_.data()}, "fp", pins_);
+  EXPECT_THROW(s2.offer_shm(small), Error);
+  EXPECT_TRUE(s2.shm_name().empty());
+}
+
+}  // namespace
+}  // namespace llmd::kv::transfer
