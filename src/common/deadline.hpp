@@ -5,6 +5,7 @@
 // A deadline that passes closes the socket, which ends whatever operation is pending on it.
 //
 // Threading: use from the socket's executor only (as every operation on the socket is).
+// Any Asio socket with close(error_code&) and get_executor(): TCP (Deadline) and Unix ones.
 #include "common/asio.hpp"
 
 #include <chrono>
@@ -12,20 +13,22 @@
 
 namespace llmd {
 
-class Deadline {
+template <class Socket>
+class BasicDeadline {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit Deadline(asio::ip::tcp::socket& socket) : st_(std::make_shared<State>(socket)) {}
-  ~Deadline() {
+  explicit BasicDeadline(Socket& socket) : st_(std::make_shared<State>(socket)) {}
+  ~BasicDeadline() {
     st_->socket = nullptr;  // a wake-up already queued finds nothing to close
     st_->timer.cancel();
   }
-  Deadline(const Deadline&) = delete;
-  Deadline& operator=(const Deadline&) = delete;
+  BasicDeadline(const BasicDeadline&) = delete;
+  BasicDeadline& operator=(const BasicDeadline&) = delete;
 
-  void expires_after(Clock::duration d) {
-    st_->deadline = Clock::now() + d;
+  void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
+  void expires_at(Clock::time_point t) {
+    st_->deadline = t;
     if (st_->deadline < st_->armed) arm(st_);
   }
   void expires_never() { st_->deadline = Clock::time_point::max(); }
@@ -41,8 +44,8 @@ class Deadline {
 
  private:
   struct State {
-    explicit State(asio::ip::tcp::socket& s) : socket(&s), timer(s.get_executor()) {}
-    asio::ip::tcp::socket* socket;
+    explicit State(Socket& s) : socket(&s), timer(s.get_executor()) {}
+    Socket* socket;
     asio::steady_timer timer;
     Clock::time_point deadline = Clock::time_point::max();
     Clock::time_point armed = Clock::time_point::max();
@@ -66,5 +69,7 @@ class Deadline {
 
   std::shared_ptr<State> st_;
 };
+
+using Deadline = BasicDeadline<asio::ip::tcp::socket>;
 
 }  // namespace llmd

@@ -19,6 +19,7 @@
 #include "kv/transfer/layout.hpp"
 #include "kv/transfer/pin_registry.hpp"
 #include "kv/transfer/shm_backend.hpp"
+#include "kv/transfer/socket_io.hpp"
 #include "kv/transfer/transfer_server.hpp"
 
 namespace llmd::kv::transfer {

@@ -74,4 +74,24 @@ wire::Mac Authenticator::mac(std::string_view label, const wire::Nonce& first,
   return hmac_sha256({reinterpret_cast<const uint8_t*>(secret_.data()), secret_.size()}, msg);
 }
 
+std::expected<void, XferError> check_server_reply(wire::FrameType type, std::span<const uint8_t> payload,
+                                                  const Authenticator& auth, const wire::Hello& hello,
+                                                  const wire::Nonce& nonce_c, const KvLayout& layout,
+                                                  std::string_view fingerprint, std::string_view engine_id) {
+  if (type == wire::FrameType::kError) {
+    wire::Error e;
+    if (!wire::decode(payload, e)) return std::unexpected(XferError::kProtocol);
+    return std::unexpected(xfer_error_from_wire(e.code).value_or(XferError::kProtocol));
+  }
+  wire::AuthOk ok;
+  if (type != wire::FrameType::kAuthOk || !wire::decode(payload, ok))
+    return std::unexpected(XferError::kProtocol);
+  // The server proves it knows the secret too: otherwise anyone could pose as a prefill server.
+  if (!auth.check_server(nonce_c, hello.nonce, ok.mac)) return std::unexpected(XferError::kAuth);
+  if (hello.layout != layout || hello.fingerprint != fingerprint)
+    return std::unexpected(XferError::kIncompatible);
+  if (!engine_id.empty() && hello.engine_id != engine_id) return std::unexpected(XferError::kEngineRestarted);
+  return {};
+}
+
 }  // namespace llmd::kv::transfer

@@ -5,11 +5,14 @@
 // proves it knows the secret without sending it, the two labels keep one side's answer from being
 // replayed as the other's, and fresh nonces keep an old exchange from being replayed.
 #include <cstdint>
+#include <expected>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "kv/transfer/layout.hpp"
 #include "kv/transfer/wire.hpp"
+#include "kv/transfer/xfer_error.hpp"
 
 namespace llmd::kv::transfer {
 
@@ -47,5 +50,14 @@ class Authenticator {
   wire::Mac mac(std::string_view label, const wire::Nonce& first, const wire::Nonce& second) const;
   std::string secret_;
 };
+
+// The client's side of the handshake, after its AUTH: the server's reply (a frame of `type` with
+// `payload`) must be AUTH_OK proving the secret (an ERROR names why the server refused), and its
+// HELLO must describe an engine whose blocks can land here: the same layout and model fingerprint,
+// and `engine_id` when one is expected (another one restarted and lost its pins).
+std::expected<void, XferError> check_server_reply(wire::FrameType type, std::span<const uint8_t> payload,
+                                                  const Authenticator& auth, const wire::Hello& hello,
+                                                  const wire::Nonce& nonce_c, const KvLayout& layout,
+                                                  std::string_view fingerprint, std::string_view engine_id);
 
 }  // namespace llmd::kv::transfer

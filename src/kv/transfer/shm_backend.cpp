@@ -52,72 +52,6 @@ wire::BootId read_boot_id() {
   return n == id.size() ? id : wire::BootId{};
 }
 
-struct UnixDeadline::State {
-  explicit State(unix_stream::socket& s) : sock(&s), timer(s.get_executor()) {}
-  unix_stream::socket* sock;
-  asio::steady_timer timer;
-  uint64_t generation = 0;  // a wake-up of an earlier arming is stale
-  bool expired = false;
-};
-
-UnixDeadline::UnixDeadline(unix_stream::socket& s) : st_(std::make_shared<State>(s)) {}
-
-UnixDeadline::~UnixDeadline() {
-  st_->sock = nullptr;
-  st_->timer.cancel();
-}
-
-void UnixDeadline::expires_at(Clock::time_point t) {
-  const uint64_t gen = ++st_->generation;
-  st_->timer.expires_at(t);
-  st_->timer.async_wait([st = st_, gen](const error_code& ec) {
-    if (ec || st->generation != gen || !st->sock) return;
-    st->expired = true;
-    error_code ignored;
-    st->sock->close(ignored);
-  });
-}
-
-void UnixDeadline::expires_never() {
-  ++st_->generation;
-  st_->timer.cancel();
-}
-
-bool UnixDeadline::expired() const {
-  return st_->expired;
-}
-
-XferError io_error(const error_code& ec, const UnixDeadline& deadline, bool mid_transfer) {
-  if (deadline.expired()) return XferError::kTimeout;
-  const bool ended =
-      ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
-  return ended && mid_transfer ? XferError::kTruncated : XferError::kConnect;
-}
-
-asio::awaitable<std::expected<wire::FrameHeader, XferError>> read_control_frame(unix_stream::socket& s,
-                                                                                UnixDeadline& deadline,
-                                                                                std::vector<uint8_t>& payload,
-                                                                                bool mid_transfer) {
-  std::array<uint8_t, wire::kFrameHeaderBytes> hb;
-  error_code ec;
-  co_await asio::async_read(s, asio::buffer(hb), ec_token(ec));
-  if (ec) co_return std::unexpected(io_error(ec, deadline, mid_transfer));
-  const auto h = wire::decode_header(hb);
-  if (!h || h->type == wire::FrameType::kBlock) co_return std::unexpected(XferError::kProtocol);
-  payload.resize(h->payload_len);  // <= wire::kMaxControlPayload, checked by decode_header
-  co_await asio::async_read(s, asio::buffer(payload), ec_token(ec));
-  if (ec) co_return std::unexpected(io_error(ec, deadline, mid_transfer));
-  co_return *h;
-}
-
-asio::awaitable<std::expected<void, XferError>> write_all(unix_stream::socket& s, UnixDeadline& deadline,
-                                                          std::span<const uint8_t> bytes) {
-  error_code ec;
-  co_await asio::async_write(s, asio::buffer(bytes.data(), bytes.size()), ec_token(ec));
-  if (ec) co_return std::unexpected(io_error(ec, deadline, false));
-  co_return std::expected<void, XferError>{};
-}
-
 asio::awaitable<std::expected<void, XferError>> write_with_fd(unix_stream::socket& s, UnixDeadline& deadline,
                                                               std::span<const uint8_t> bytes, int fd) {
   if (bytes.empty()) co_return std::unexpected(XferError::kProtocol);  // a descriptor needs a byte to ride on
@@ -448,19 +382,10 @@ asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> ShmBackend::pre
   c->payload.resize(rh->payload_len);
   co_await asio::async_read(c->sock, asio::buffer(c->payload), ec_token(ec));
   if (ec) co_return std::unexpected(io_error(ec, c->deadline, false));
-  if (rh->type == wire::FrameType::kError) {
-    wire::Error e;
-    if (!wire::decode(c->payload, e)) co_return std::unexpected(XferError::kProtocol);
-    co_return std::unexpected(xfer_error_from_wire(e.code).value_or(XferError::kProtocol));
-  }
-  wire::AuthOk ok;
-  if (rh->type != wire::FrameType::kAuthOk || !wire::decode(c->payload, ok))
-    co_return std::unexpected(XferError::kProtocol);
-  if (!auth_->check_server(nonce_c, hello.nonce, ok.mac)) co_return std::unexpected(XferError::kAuth);
-  if (hello.layout != local_.layout || hello.fingerprint != fingerprint_)
-    co_return std::unexpected(XferError::kIncompatible);
-  if (!peer.engine_id.empty() && hello.engine_id != peer.engine_id)
-    co_return std::unexpected(XferError::kEngineRestarted);
+  if (auto ok = check_server_reply(rh->type, c->payload, *auth_, hello, nonce_c, local_.layout, fingerprint_,
+                                   peer.engine_id);
+      !ok)
+    co_return std::unexpected(ok.error());
   // A Unix connect proves this kernel; an unequal boot id would be a server lying about itself.
   if (hello.boot_id != boot_id_) co_return std::unexpected(XferError::kConnect);
   if (!(rh->flags & wire::kFlagFd) || !fd) co_return std::unexpected(XferError::kProtocol);

@@ -34,6 +34,7 @@
 
 #include <boost/asio/local/stream_protocol.hpp>
 
+#include "common/deadline.hpp"
 #include "common/shared_arena.hpp"
 #include "kv/transfer/layout.hpp"
 #include "kv/transfer/transfer_backend.hpp"
@@ -81,35 +82,8 @@ unix_stream::endpoint shm_endpoint(std::string_view name);
 // This boot of this host (/proc/sys/kernel/random/boot_id, 16 bytes); zeros when unreadable.
 wire::BootId read_boot_id();
 
-// A Unix connection's time limit: when it passes, the socket is closed (ending what is pending on
-// it) and expired() turns true. Control frames only, so one timer wait per arming is cheap enough.
-// Threading: the socket's executor only.
-class UnixDeadline {
- public:
-  using Clock = std::chrono::steady_clock;
-  explicit UnixDeadline(unix_stream::socket& s);
-  ~UnixDeadline();
-  UnixDeadline(const UnixDeadline&) = delete;
-  UnixDeadline& operator=(const UnixDeadline&) = delete;
-
-  void expires_at(Clock::time_point t);
-  void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
-  void expires_never();
-  bool expired() const;
-
- private:
-  struct State;
-  std::shared_ptr<State> st_;
-};
-
-// As socket_io.hpp's, for a Unix socket.
-XferError io_error(const boost::system::error_code& ec, const UnixDeadline& deadline, bool mid_transfer);
-asio::awaitable<std::expected<wire::FrameHeader, XferError>> read_control_frame(unix_stream::socket& s,
-                                                                                UnixDeadline& deadline,
-                                                                                std::vector<uint8_t>& payload,
-                                                                                bool mid_transfer);
-asio::awaitable<std::expected<void, XferError>> write_all(unix_stream::socket& s, UnixDeadline& deadline,
-                                                          std::span<const uint8_t> bytes);
+// A Unix connection's time limit (common/deadline.hpp).
+using UnixDeadline = BasicDeadline<unix_stream::socket>;
 
 // Writes `bytes` whole with `fd` attached to the first byte (SCM_RIGHTS; the receiver gets a
 // duplicate, ours stays open).

@@ -235,20 +235,10 @@ asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> TcpBackend::pre
   if (auto w = co_await write_all(c->sock, c->deadline, f); !w) co_return std::unexpected(w.error());
   h = co_await read_control_frame(c->sock, c->deadline, c->payload, false);
   if (!h) co_return std::unexpected(h.error());
-  if (h->type == wire::FrameType::kError) {
-    wire::Error e;
-    if (!wire::decode(c->payload, e)) co_return std::unexpected(XferError::kProtocol);
-    co_return std::unexpected(xfer_error_from_wire(e.code).value_or(XferError::kProtocol));
-  }
-  wire::AuthOk ok;
-  if (h->type != wire::FrameType::kAuthOk || !wire::decode(c->payload, ok))
-    co_return std::unexpected(XferError::kProtocol);
-  // The server proves it knows the secret too: otherwise anyone could pose as a prefill server.
-  if (!auth_->check_server(nonce_c, hello.nonce, ok.mac)) co_return std::unexpected(XferError::kAuth);
-  if (hello.layout != local_.layout || hello.fingerprint != fingerprint_)
-    co_return std::unexpected(XferError::kIncompatible);
-  if (!peer.engine_id.empty() && hello.engine_id != peer.engine_id)
-    co_return std::unexpected(XferError::kEngineRestarted);
+  if (auto ok = check_server_reply(h->type, c->payload, *auth_, hello, nonce_c, local_.layout, fingerprint_,
+                                   peer.engine_id);
+      !ok)
+    co_return std::unexpected(ok.error());
 
   c->deadline.expires_never();
   asio::co_spawn(ex_, reader_loop(c), asio::detached);
