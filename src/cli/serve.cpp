@@ -170,13 +170,19 @@ void run_serve(ServeArgs& a) {
   engine::EngineConfig ec;
   std::unique_ptr<kv::transfer::TransferAgent> agent;  // outlives the engine: it serves its pulls
   if (!a.kv_transfer.secret.empty()) {
-    if (a.kv_transfer_mode != "tcp" && a.kv_transfer_mode != "auto")
-      fail("--kv-transfer must be tcp or auto (shm and ucx are not built yet), got '{}'", a.kv_transfer_mode);
+    using kv::transfer::TransferMode;
+    const std::string& m = a.kv_transfer_mode;
+    if (m != "tcp" && m != "shm" && m != "auto")
+      fail("--kv-transfer must be tcp, shm or auto (ucx is not built yet), got '{}'", m);
+    const TransferMode mode = m == "tcp"   ? TransferMode::kTcp
+                              : m == "shm" ? TransferMode::kShm
+                                           : TransferMode::kAuto;
     if (!(a.kv_transfer_timeout_s > 0)) fail("--kv-transfer-timeout must be positive");
     kv::transfer::TransferConfig tc = a.kv_transfer;
     if (tc.host.empty()) tc.host = sc.http.host;
     if (!a.kv_transfer_fault.empty()) tc.fault = parse_fault(a.kv_transfer_fault);
-    agent = std::make_unique<kv::transfer::TransferAgent>(tc, *backend->kv_region(), fingerprint);
+    agent = std::make_unique<kv::transfer::TransferAgent>(tc, *backend->kv_region(), fingerprint, mode,
+                                                          backend->kv_shared_arena());
     ec.kv_puller = agent.get();
     ec.kv_pins = agent.get();
     ec.kv_pin_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.kv_transfer_timeout_s * 1000));
@@ -196,8 +202,10 @@ void run_serve(ServeArgs& a) {
   std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(),
                sc.http.host.c_str(), srv.port(), backend->describe().c_str());
   if (sc.kv_transfer)
-    std::fprintf(stderr, "llmd serve: KV transfers (tcp) on %s:%u, engine %s\n", sc.kv_transfer->host.c_str(),
-                 sc.kv_transfer->port, sc.kv_transfer->engine_id.c_str());
+    std::fprintf(stderr, "llmd serve: KV transfers on %s:%u (tcp%s), pulls over %s, engine %s\n",
+                 sc.kv_transfer->host.c_str(), sc.kv_transfer->port,
+                 backend->kv_shared_arena() ? ", shm" : "", a.kv_transfer_mode.c_str(),
+                 sc.kv_transfer->engine_id.c_str());
   std::fprintf(stderr,
                "try: curl http://%s:%u/v1/completions -H 'Content-Type: application/json' "
                "-d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'\n",
@@ -232,7 +240,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--kv-transfer-secret", a->kv_transfer.secret,
                   "P/D: serve and pull KV blocks, authenticated with this secret shared by the cluster")
       ->envname("LLMD_KV_TRANSFER_SECRET");
-  cmd->add_option("--kv-transfer", a->kv_transfer_mode, "P/D: how blocks move: tcp or auto")
+  cmd->add_option("--kv-transfer", a->kv_transfer_mode,
+                  "P/D: how this server pulls blocks: tcp, shm (same host) or auto (shm where the peer is on "
+                  "this host, else tcp)")
       ->capture_default_str();
   a->kv_transfer.host.clear();  // empty: --host
   cmd->add_option("--kv-transfer-host", a->kv_transfer.host,

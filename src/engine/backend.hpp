@@ -11,6 +11,10 @@
 #include "engine/kv_region.hpp"
 #include "model/llama_config.hpp"
 
+namespace llmd {
+class SharedArena;
+}
+
 namespace llmd::engine {
 
 enum class KvDtype { kF16, kF32 };
@@ -49,6 +53,9 @@ class Backend {
 
   // The KV arena, for moving blocks between servers (P/D); nullopt where blocks cannot be moved.
   virtual std::optional<KvRegion> kv_region() { return std::nullopt; }
+  // The same arena as shared memory another process on this host may map (the shm transfer
+  // backend); nullptr when it is not in shared memory.
+  virtual const SharedArena* kv_shared_arena() const { return nullptr; }
 };
 
 }  // namespace llmd::engine

@@ -99,8 +99,9 @@ std::vector<json> prompts(int vocab) {
   return out;
 }
 
-void expect_disaggregated_equals_one_server(const std::string& model, int vocab) {
-  PdServer prefill(model, "s3cret"), decode(model, "s3cret");
+// `mode`: how the decode server pulls (--kv-transfer): tcp, or shm (both servers are on this host).
+void expect_disaggregated_equals_one_server(const std::string& model, int vocab, const std::string& mode) {
+  PdServer prefill(model, "s3cret"), decode(model, "s3cret", {"--kv-transfer", mode});
   for (json body : prompts(vocab)) {
     json ref = body;
     ref["cache_salt"] = "reference";  // its blocks are not the legs' prefix hits
@@ -116,7 +117,10 @@ void expect_disaggregated_equals_one_server(const std::string& model, int vocab)
 }
 
 TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnTheDemoModel) {
-  expect_disaggregated_equals_one_server(kDemo, 512);
+  for (const char* mode : {"tcp", "shm"}) {
+    SCOPED_TRACE(mode);
+    expect_disaggregated_equals_one_server(kDemo, 512, mode);
+  }
 }
 
 TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnThe160mModel) {
@@ -126,7 +130,10 @@ TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnThe160mModel) {
                                 "--tokenizer-from", kDemo, "--out", m},
                                dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  expect_disaggregated_equals_one_server(m, 512);
+  for (const char* mode : {"tcp", "shm"}) {
+    SCOPED_TRACE(mode);
+    expect_disaggregated_equals_one_server(m, 512, mode);
+  }
 }
 
 // llm-d's sidecar mode: the EPP names the prefill server in x-prefiller-host-port and sends the
@@ -153,16 +160,19 @@ TEST(PdServe, AFailedTransferIsComputedOnTheDecodeServer) {
   const json body = prompts(512)[2];
   json ref = body;
   ref["cache_salt"] = "reference";
-  for (const std::vector<std::string>& fault :
-       {std::vector<std::string>{"--kv-transfer-fault", "corrupt:1"},
-        std::vector<std::string>{"--kv-transfer-fault", "truncate:1"}, std::vector<std::string>{}}) {
-    PdServer prefill(kDemo, "s3cret", fault);
-    PdServer decode(kDemo, fault.empty() ? "another-secret" : "s3cret");  // no fault: a wrong secret
-    const std::string expected = post(prefill.port, ref)["choices"][0]["text"];
-    EXPECT_EQ(disaggregated(prefill, decode, body), expected);
-    EXPECT_EQ(metric(decode.port, "llmd:kv_pulled_blocks_total"), 0);
-    EXPECT_EQ(metric(decode.port, "llmd:kv_pull_failures_total"), 1);
-  }
+  for (const char* mode : {"tcp", "shm"})
+    for (const std::vector<std::string>& fault :
+         {std::vector<std::string>{"--kv-transfer-fault", "corrupt:1"},
+          std::vector<std::string>{"--kv-transfer-fault", "truncate:1"}, std::vector<std::string>{}}) {
+      SCOPED_TRACE(std::string(mode) + (fault.empty() ? " wrong secret" : " " + fault[1]));
+      PdServer prefill(kDemo, "s3cret", fault);
+      // No fault: a wrong secret.
+      PdServer decode(kDemo, fault.empty() ? "another-secret" : "s3cret", {"--kv-transfer", mode});
+      const std::string expected = post(prefill.port, ref)["choices"][0]["text"];
+      EXPECT_EQ(disaggregated(prefill, decode, body), expected);
+      EXPECT_EQ(metric(decode.port, "llmd:kv_pulled_blocks_total"), 0);
+      EXPECT_EQ(metric(decode.port, "llmd:kv_pull_failures_total"), 1);
+    }
 }
 
 TEST(PdServe, BlocksNobodyPullsAreFreedAfterTheTimeout) {

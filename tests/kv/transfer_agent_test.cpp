@@ -42,7 +42,8 @@ struct Server {
   std::unique_ptr<TransferAgent> agent;
   std::unique_ptr<engine::Engine> engine;
 
-  explicit Server(bool with_agent, std::chrono::milliseconds pin_timeout = 30s) {
+  explicit Server(bool with_agent, std::chrono::milliseconds pin_timeout = 30s,
+                  TransferMode mode = TransferMode::kTcp) {
     engine::BackendConfig bc;
     bc.threads = 1;
     bc.max_seq_len = 256;
@@ -56,7 +57,8 @@ struct Server {
       TransferConfig tc;
       tc.secret = "test-secret";
       tc.io_timeout = 5s;
-      agent = std::make_unique<TransferAgent>(tc, *backend->kv_region(), kFingerprint);
+      agent = std::make_unique<TransferAgent>(tc, *backend->kv_region(), kFingerprint, mode,
+                                              backend->kv_shared_arena());
       ec.kv_puller = agent.get();
       ec.kv_pins = agent.get();
     }
@@ -137,6 +139,32 @@ TEST(TransferAgent, ADisaggregatedRequestGeneratesWhatOneServerDoes) {
   EXPECT_TRUE(prefill.stats_become([](const EngineStats& s) {
     return s.kv_pins_released == 1 && s.kv_pinned_blocks == 0 && s.kv_usage == 0;
   }));
+}
+
+// The same over shared memory: the decode server maps the prefill's arena and copies from it; in
+// auto mode a peer on this host is pulled from over shm too.
+TEST(TransferAgent, OverShmOnTheSameHost) {
+  const auto prompt = test_prompt();
+  Server alone(false);
+  Result ref;
+  const auto expected = alone.run(spec(prompt, 12), ref);
+  Server prefill(true, 30s, TransferMode::kShm);
+  for (const TransferMode mode : {TransferMode::kShm, TransferMode::kAuto}) {
+    Server decode(true, 30s, mode);
+    const std::string id = mode == TransferMode::kShm ? "shm-1" : "auto-1";
+    auto leg = spec(prompt, 1);
+    leg.kv_pin_id = id;
+    Result first;
+    prefill.run(std::move(leg), first);
+    auto rest = spec(prompt, 12);
+    rest.kv_remote = RemoteBlocks{prefill.agent->engine_id(), "127.0.0.1", prefill.agent->port(),
+                                  first.last.kv_pinned_blocks, id};
+    Result out;
+    EXPECT_EQ(decode.run(std::move(rest), out), expected);
+    EXPECT_EQ(decode.agent->stats().shm_pulls_ok.load(), 1u);
+    EXPECT_TRUE(decode.stats_become([](const EngineStats& s) { return s.kv_pulled_blocks > 0; }));
+  }
+  EXPECT_TRUE(prefill.stats_become([](const EngineStats& s) { return s.kv_pins_released == 2; }));
 }
 
 TEST(TransferAgent, APullThatCannotBeServedIsComputedLocally) {

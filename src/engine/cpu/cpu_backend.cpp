@@ -1,4 +1,5 @@
 #include "engine/cpu/cpu_backend.hpp"
+#include "common/shared_arena.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -54,8 +55,10 @@ class CpuBackend final : public Backend {
   std::optional<KvRegion> kv_region() override;
 
  private:
-  uint8_t* k(int32_t il) { return kv_arena_.data() + (2 * size_t(il)) * kv_layer_bytes_; }
-  uint8_t* v(int32_t il) { return kv_arena_.data() + (2 * size_t(il) + 1) * kv_layer_bytes_; }
+  const SharedArena* kv_shared_arena() const override { return &kv_arena_; }
+  uint8_t* kv_base() { return reinterpret_cast<uint8_t*>(kv_arena_.data()); }
+  uint8_t* k(int32_t il) { return kv_base() + (2 * size_t(il)) * kv_layer_bytes_; }
+  uint8_t* v(int32_t il) { return kv_base() + (2 * size_t(il) + 1) * kv_layer_bytes_; }
   std::expected<void, std::string> plan(const Batch& batch);
   void embed(int64_t n_tokens);
   void layer(int32_t il, int64_t n_tokens);
@@ -80,7 +83,8 @@ class CpuBackend final : public Backend {
   // a block is then 2 * n_layer runs at one stride, which is what a KV transfer reads and writes.
   size_t kv_elem_bytes_;
   size_t kv_layer_bytes_;
-  std::vector<uint8_t> kv_arena_;
+  // Shared memory, so that a decode server on this host can map it and copy blocks straight out.
+  SharedArena kv_arena_;
 
   // Step state, sized once for max_tokens_ / max_seqs_.
   int64_t q_dim_, kv_dim_, qkv_dim_;
@@ -155,7 +159,7 @@ CpuBackend::CpuBackend(const GgufFile& file, const BackendConfig& cfg)
 
   kv_elem_bytes_ = kv_dtype_ == KvDtype::kF16 ? 2 : 4;
   kv_layer_bytes_ = static_cast<size_t>(n_blocks_) * bs_ * kv_dim_ * kv_elem_bytes_;
-  kv_arena_.assign(2 * c_.n_layer * kv_layer_bytes_, 0);
+  kv_arena_ = SharedArena::create(2 * c_.n_layer * kv_layer_bytes_);
 
   const int64_t T = max_tokens_;
   tok_.resize(T);
@@ -193,7 +197,7 @@ std::optional<KvRegion> CpuBackend::kv_region() {
   l.n_blocks = n_blocks_;
   l.block_size = bs_;
   l.dtype = kv_dtype_ == KvDtype::kF16 ? 0 : 1;
-  return KvRegion{l, reinterpret_cast<std::byte*>(kv_arena_.data())};
+  return KvRegion{l, kv_arena_.data()};
 }
 
 std::string CpuBackend::describe() const {

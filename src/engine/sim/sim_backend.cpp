@@ -1,4 +1,5 @@
 #include "engine/sim/sim_backend.hpp"
+#include "common/shared_arena.hpp"
 
 #include <fmt/format.h>
 #include <sys/prctl.h>
@@ -68,8 +69,9 @@ class SimBackend final : public Backend {
     l.n_blocks = n_blocks_;
     l.block_size = bs_;
     l.dtype = 2;  // kv::transfer::KvDtype::kSimTokens
-    return KvRegion{l, reinterpret_cast<std::byte*>(kv_tokens_.data())};
+    return KvRegion{l, kv_arena_.data()};
   }
+  const SharedArena* kv_shared_arena() const override { return &kv_arena_; }
 
  private:
   std::expected<void, std::string> validate(const Batch& batch) const;
@@ -79,7 +81,8 @@ class SimBackend final : public Backend {
   SimConfig cfg_;
   model::LlamaConfig model_;
   int32_t bs_, max_seq_len_, max_tokens_, max_seqs_, n_blocks_;
-  std::vector<int32_t> kv_tokens_;  // [n_blocks x block_size]: the token id at each cached slot
+  SharedArena kv_arena_;          // shared memory (see Backend::kv_shared_arena) holding:
+  int32_t* kv_tokens_ = nullptr;  // [n_blocks x block_size]: the token id at each cached slot
 };
 
 SimBackend::SimBackend(const SimConfig& c)
@@ -111,7 +114,8 @@ SimBackend::SimBackend(const SimConfig& c)
                              : int64_t{max_seqs_} * ((int64_t{max_seq_len_} + bs_ - 1) / bs_);
   if (blocks * bs_ > INT32_MAX) fail("sim KV cache of {} blocks x {} tokens is too large", blocks, bs_);
   n_blocks_ = static_cast<int32_t>(blocks);
-  kv_tokens_.assign(static_cast<size_t>(blocks) * bs_, 0);
+  kv_arena_ = SharedArena::create(static_cast<uint64_t>(blocks) * bs_ * sizeof(int32_t));
+  kv_tokens_ = reinterpret_cast<int32_t*>(kv_arena_.data());
 }
 
 std::string SimBackend::describe() const {

@@ -4,13 +4,20 @@
 
 namespace llmd::kv::transfer {
 
-TransferAgent::TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint)
-    : cfg_(std::move(config)), region_(region), backend_(ioc_.get_executor(), cfg_, region, fingerprint) {
+TransferAgent::TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint,
+                             TransferMode mode, const SharedArena* arena)
+    : cfg_(std::move(config)),
+      region_(region),
+      mode_(mode),
+      tcp_(ioc_.get_executor(), cfg_, region, fingerprint) {
+  if (mode_ != TransferMode::kTcp)
+    shm_ = std::make_unique<ShmBackend>(ioc_.get_executor(), cfg_, region, fingerprint);
   server_ = std::make_unique<TransferServer>(ioc_.get_executor(), cfg_, region, std::move(fingerprint), pins_,
                                              [this](std::string_view request_id, ReleaseOutcome) {
                                                if (engine::Engine* e = engine_.load())
                                                  e->kv_release(std::string(request_id));
                                              });
+  if (arena) server_->offer_shm(*arena);  // peers on this host may then map it
   server_->start();
   thread_ = std::thread([this] { ioc_.run(); });
 }
@@ -33,21 +40,34 @@ bool TransferAgent::unpinned(const std::string& id) {
   return pins_.unpin(id);
 }
 
-asio::awaitable<std::expected<std::shared_ptr<Peer>, XferError>> TransferAgent::peer(
+asio::awaitable<std::expected<TransferAgent::PeerEntry, XferError>> TransferAgent::peer(
     const engine::RemoteBlocks& from) {
   const auto key = std::make_pair(from.host, from.port);
   // A peer that answers with another engine id restarted: its old pins are gone (prepare() says so).
-  const auto fits = [&](const std::shared_ptr<Peer>& p) {
-    return p && p->usable() && (from.engine_id.empty() || p->info().engine_id == from.engine_id);
+  const auto fits = [&](const PeerEntry& e) {
+    return e.peer && e.peer->usable() &&
+           (from.engine_id.empty() || e.peer->info().engine_id == from.engine_id);
   };
   if (auto it = peers_.find(key); it != peers_.end() && fits(it->second)) co_return it->second;
-  PeerInfo info{from.engine_id, from.host,
-                from.port};  // named: g++ 12 frees a braced temporary in co_await twice
-  auto p = co_await backend_.prepare(std::move(info));
+  PeerEntry fresh;
+  std::expected<std::unique_ptr<Peer>, XferError> p = std::unexpected(XferError::kConnect);
+  if (shm_) {
+    PeerInfo info{from.engine_id, from.host,
+                  from.port};  // named: g++ 12 frees a braced temporary in co_await twice
+    p = co_await shm_->prepare(std::move(info));
+    fresh.backend = shm_.get();
+  }
+  // Not on this host (or no shm offered there): kConnect, the one failure tcp may still get past.
+  if (!p && p.error() == XferError::kConnect && mode_ != TransferMode::kShm) {
+    PeerInfo info{from.engine_id, from.host, from.port};
+    p = co_await tcp_.prepare(std::move(info));
+    fresh.backend = &tcp_;
+  }
   if (!p) co_return std::unexpected(p.error());
+  fresh.peer = std::move(*p);
   // Another pull may have prepared one meanwhile: keep the first, so both share one connection.
   auto& slot = peers_[key];
-  if (!fits(slot)) slot = std::move(*p);
+  if (!fits(slot)) slot = std::move(fresh);
   co_return slot;
 }
 
@@ -57,20 +77,22 @@ asio::awaitable<void> TransferAgent::run_pull(engine::RemoteBlocks from,
   std::expected<void, XferError> r = std::unexpected(XferError::kConnect);
   auto p = co_await peer(from);
   if (!p) r = std::unexpected(p.error());
-  if (p) r = co_await backend_.read(**p, from.request_id, blocks);
+  if (p) r = co_await p->backend->read(*p->peer, from.request_id, blocks);
   if (r) {
     stats_.pulls_ok.fetch_add(1, std::memory_order_relaxed);
+    if (p->backend == shm_.get()) stats_.shm_pulls_ok.fetch_add(1, std::memory_order_relaxed);
     stats_.bytes_pulled.fetch_add(blocks.size() * region_.layout.block_bytes(), std::memory_order_relaxed);
   } else {
     stats_.failures[static_cast<size_t>(r.error())].fetch_add(1, std::memory_order_relaxed);
   }
   done(r.has_value());
-  if (p && (*p)->usable())
-    co_await backend_.release(**p, from.request_id, r ? ReleaseOutcome::kPulled : ReleaseOutcome::kFailed);
+  if (p && p->peer->usable())
+    co_await p->backend->release(*p->peer, from.request_id,
+                                 r ? ReleaseOutcome::kPulled : ReleaseOutcome::kFailed);
 }
 
 asio::awaitable<void> TransferAgent::run_release(engine::RemoteBlocks from, ReleaseOutcome outcome) {
-  if (auto p = co_await peer(from)) co_await backend_.release(**p, from.request_id, outcome);
+  if (auto p = co_await peer(from)) co_await p->backend->release(*p->peer, from.request_id, outcome);
 }
 
 void TransferAgent::pull(const engine::RemoteBlocks& from, std::vector<engine::KvBlockPair> blocks,

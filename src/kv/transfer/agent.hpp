@@ -1,8 +1,10 @@
 #pragma once
 // One server's end of P/D disaggregation: the engine's KvPinSink and KvPuller (engine/kv_transfer.hpp)
-// over the transfer engine. It serves the engine's pinned blocks to peers (TransferServer) and pulls
-// blocks from peers into the engine's arena (a backend per peer, prepared once and reused), on its
-// own I/O thread. After every pull, whatever its outcome, the peer is told to free its pin.
+// over the transfer engine. It serves the engine's pinned blocks to peers (TransferServer: tcp, and
+// shm when the arena is shared memory) and pulls blocks from peers into the engine's arena, on its
+// own I/O thread. Each peer is prepared once and reused, over shm when the mode allows and the peer
+// is on this host (its Unix socket connects), else over tcp. After every pull, whatever its
+// outcome, the peer is told to free its pin.
 //
 // Lifetime: create it before the engine (the engine's config points to it), attach() the engine,
 // and destroy it after the engine (which waits for the pulls it started).
@@ -17,17 +19,23 @@
 #include "engine/engine.hpp"
 #include "engine/kv_transfer.hpp"
 #include "kv/transfer/pin_registry.hpp"
+#include "kv/transfer/shm_backend.hpp"
 #include "kv/transfer/tcp_backend.hpp"
 #include "kv/transfer/transfer_config.hpp"
 #include "kv/transfer/transfer_server.hpp"
 
 namespace llmd::kv::transfer {
 
+// How blocks are pulled: over tcp only, shm only (same host), or shm where it works and tcp elsewhere.
+enum class TransferMode { kTcp, kShm, kAuto };
+
 class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
  public:
-  // Binds the transfer listener at once (port() is then known). Throws llmd::Error for an empty
-  // secret, a region the transfer engine cannot describe or an address it cannot bind.
-  TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint);
+  // Binds the transfer listener at once (port() is then known), and offers `arena` (the region's
+  // shared memory, may be null) over shm. Throws llmd::Error for an empty secret, a region the
+  // transfer engine cannot describe or an address it cannot bind.
+  TransferAgent(TransferConfig config, engine::KvRegion region, std::string fingerprint, TransferMode mode,
+                const SharedArena* arena);
   ~TransferAgent() override;
   TransferAgent(const TransferAgent&) = delete;
   TransferAgent& operator=(const TransferAgent&) = delete;
@@ -50,15 +58,21 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
   // Counters for /metrics, read from any thread.
   struct Stats {
     std::atomic<uint64_t> pulls_ok{0};
+    std::atomic<uint64_t> shm_pulls_ok{0};  // of pulls_ok, those over shm
     std::atomic<uint64_t> bytes_pulled{0};
     std::array<std::atomic<uint64_t>, kMaxXferError + 1> failures{};  // by XferError
   };
   const Stats& stats() const { return stats_; }
 
  private:
+  // A prepared peer and the backend it belongs to.
+  struct PeerEntry {
+    std::shared_ptr<Peer> peer;
+    TransferBackend* backend = nullptr;
+  };
   // The prepared peer for `from` (prepared again if its connection failed). Shared: a pull holds
   // its peer while another replaces a broken one in the map.
-  asio::awaitable<std::expected<std::shared_ptr<Peer>, XferError>> peer(const engine::RemoteBlocks& from);
+  asio::awaitable<std::expected<PeerEntry, XferError>> peer(const engine::RemoteBlocks& from);
   asio::awaitable<void> run_pull(engine::RemoteBlocks from, std::vector<engine::KvBlockPair> blocks,
                                  std::function<void(bool)> done);
   asio::awaitable<void> run_release(engine::RemoteBlocks from, ReleaseOutcome outcome);
@@ -69,8 +83,10 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
   asio::executor_work_guard<asio::io_context::executor_type> work_{ioc_.get_executor()};
   PinRegistry pins_;
   std::unique_ptr<TransferServer> server_;
-  TcpBackend backend_;
-  std::map<std::pair<std::string, uint16_t>, std::shared_ptr<Peer>> peers_;  // agent thread only
+  TransferMode mode_;
+  TcpBackend tcp_;
+  std::unique_ptr<ShmBackend> shm_;                              // unless mode is tcp
+  std::map<std::pair<std::string, uint16_t>, PeerEntry> peers_;  // agent thread only
   std::atomic<engine::Engine*> engine_{nullptr};
   Stats stats_;
   std::thread thread_;
