@@ -198,6 +198,7 @@ void run_serve(ServeArgs& a) {
   engine::Engine eng(*backend, ec, events.get());
   if (agent) agent->attach(eng);
   server::OpenAiServer srv(sc, eng, tok, tmpl);
+  if (agent) agent->export_metrics(srv.metrics(), sc.served_model_name);
   srv.start();
   std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(),
                sc.http.host.c_str(), srv.port(), backend->describe().c_str());

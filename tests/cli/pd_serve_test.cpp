@@ -110,6 +110,10 @@ void expect_disaggregated_equals_one_server(const std::string& model, int vocab,
   }
   EXPECT_GT(metric(decode.port, "llmd:kv_pulled_blocks_total"), 0);
   EXPECT_EQ(metric(decode.port, "llmd:kv_pull_failures_total"), 0);
+  EXPECT_GT(metric(decode.port, "llmd:kv_transfer_bytes_total"), 0);
+  EXPECT_EQ(metric(decode.port,
+                   "llmd:kv_pulls_total{model_name=\"" + model + "\",engine=\"0\",backend=\"" + mode + "\"}"),
+            double(prompts(vocab).size()));
   EXPECT_TRUE(eventually([&] {
     return metric(prefill.port, "llmd:kv_pins_total{") >= 0 &&
            metric(prefill.port, "llmd:kv_pinned_blocks") == 0;
@@ -172,6 +176,13 @@ TEST(PdServe, AFailedTransferIsComputedOnTheDecodeServer) {
       EXPECT_EQ(disaggregated(prefill, decode, body), expected);
       EXPECT_EQ(metric(decode.port, "llmd:kv_pulled_blocks_total"), 0);
       EXPECT_EQ(metric(decode.port, "llmd:kv_pull_failures_total"), 1);
+      // Why, by reason: the checksum (corrupt), the connection cut (truncate), the secret.
+      const std::string reason = fault.empty()                     ? "auth"
+                                 : fault[1].starts_with("corrupt") ? "checksum"
+                                                                   : "truncated";
+      EXPECT_EQ(metric(decode.port, "llmd:kv_transfer_failures_total{model_name=\"" + kDemo +
+                                        "\",engine=\"0\",reason=\"" + reason + "\"}"),
+                1);
     }
 }
 

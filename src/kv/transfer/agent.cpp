@@ -31,6 +31,23 @@ TransferAgent::~TransferAgent() {
   thread_.join();
 }
 
+void TransferAgent::export_metrics(metrics::Registry& registry, const std::string& model_name) {
+  auto& pulls = registry.counter("llmd:kv_pulls", "KV pulls that completed, by transfer backend",
+                                 {"model_name", "engine", "backend"});
+  exported_.tcp_pulls = &pulls.with({model_name, "0", "tcp"});
+  exported_.shm_pulls = &pulls.with({model_name, "0", "shm"});
+  exported_.bytes = &registry
+                         .counter("llmd:kv_transfer_bytes", "Bytes of KV blocks pulled from prefill servers",
+                                  {"model_name", "engine"})
+                         .with({model_name, "0"});
+  auto& failures = registry.counter("llmd:kv_transfer_failures", "KV pulls that failed, by reason",
+                                    {"model_name", "engine", "reason"});
+  for (uint16_t code = 1; code <= kMaxXferError; ++code) {
+    const auto e = static_cast<XferError>(code);
+    exported_.failures[code] = &failures.with({model_name, "0", std::string(to_string(e))});
+  }
+}
+
 void TransferAgent::pinned(const std::string& id, std::span<const int32_t> blocks,
                            std::span<const BlockHash> keys) {
   pins_.pin(id, {blocks.begin(), blocks.end()}, {keys.begin(), keys.end()});
@@ -79,11 +96,17 @@ asio::awaitable<void> TransferAgent::run_pull(engine::RemoteBlocks from,
   if (!p) r = std::unexpected(p.error());
   if (p) r = co_await p->backend->read(*p->peer, from.request_id, blocks);
   if (r) {
+    const bool shm = p->backend == shm_.get();
+    const uint64_t bytes = blocks.size() * region_.layout.block_bytes();
     stats_.pulls_ok.fetch_add(1, std::memory_order_relaxed);
-    if (p->backend == shm_.get()) stats_.shm_pulls_ok.fetch_add(1, std::memory_order_relaxed);
-    stats_.bytes_pulled.fetch_add(blocks.size() * region_.layout.block_bytes(), std::memory_order_relaxed);
+    if (shm) stats_.shm_pulls_ok.fetch_add(1, std::memory_order_relaxed);
+    stats_.bytes_pulled.fetch_add(bytes, std::memory_order_relaxed);
+    if (metrics::Counter* c = shm ? exported_.shm_pulls : exported_.tcp_pulls) c->inc();
+    if (exported_.bytes) exported_.bytes->inc(static_cast<double>(bytes));
   } else {
-    stats_.failures[static_cast<size_t>(r.error())].fetch_add(1, std::memory_order_relaxed);
+    const auto e = static_cast<size_t>(r.error());
+    stats_.failures[e].fetch_add(1, std::memory_order_relaxed);
+    if (exported_.failures[e]) exported_.failures[e]->inc();
   }
   done(r.has_value());
   if (p && p->peer->usable())

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "common/asio.hpp"
+#include "common/metrics.hpp"
 #include "engine/engine.hpp"
 #include "engine/kv_transfer.hpp"
 #include "kv/transfer/pin_registry.hpp"
@@ -63,6 +64,10 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
     std::array<std::atomic<uint64_t>, kMaxXferError + 1> failures{};  // by XferError
   };
   const Stats& stats() const { return stats_; }
+  // From now on, also counts into `registry` (the server's /metrics): llmd:kv_pulls_total{backend},
+  // llmd:kv_transfer_bytes_total (pulled) and llmd:kv_transfer_failures_total{reason}. Call once,
+  // before requests arrive.
+  void export_metrics(metrics::Registry& registry, const std::string& model_name);
 
  private:
   // A prepared peer and the backend it belongs to.
@@ -89,6 +94,12 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
   std::map<std::pair<std::string, uint16_t>, PeerEntry> peers_;  // agent thread only
   std::atomic<engine::Engine*> engine_{nullptr};
   Stats stats_;
+  struct Exported {
+    metrics::Counter* tcp_pulls = nullptr;
+    metrics::Counter* shm_pulls = nullptr;
+    metrics::Counter* bytes = nullptr;
+    std::array<metrics::Counter*, kMaxXferError + 1> failures{};
+  } exported_;
   std::thread thread_;
 };
 
