@@ -185,23 +185,6 @@ class ShmPeer final : public Peer {
   std::shared_ptr<Conn> conn;
 };
 
-asio::awaitable<void> write_loop(std::shared_ptr<Conn> c) {
-  while (!c->out.empty() && !c->broken) {
-    const wire::Bytes frame = std::move(c->out.front());
-    c->out.pop_front();
-    if (auto w = co_await write_all(c->sock, c->deadline, frame); !w) c->fail_all(w.error());
-  }
-  c->out.clear();
-  c->writing = false;
-}
-
-void send(const std::shared_ptr<Conn>& c, wire::Bytes frame) {
-  c->out.push_back(std::move(frame));
-  if (c->writing) return;
-  c->writing = true;
-  asio::co_spawn(c->sock.get_executor(), write_loop(c), asio::detached);
-}
-
 // One reply frame from the server; an error ends the connection.
 std::expected<void, XferError> dispatch(Conn& c, wire::FrameType type) {
   const auto find = [&c](uint64_t id) -> Pending* {
@@ -425,14 +408,14 @@ asio::awaitable<std::expected<void, XferError>> ShmBackend::read(Peer& peer,
   Pending p(ex_, lease.xfer_id);
   p.lease_ok.blocks.resize(blocks.size());  // the reply's size, checked when it comes
   c->pending.emplace(p.xfer_id, &p);
-  send(c, std::move(f));
+  send_frame(c, std::move(f));
   c->deadline.expires_after(cfg_.io_timeout);
   if (auto r = co_await next_reply(p); !r) co_return r;  // refused, or the connection failed
 
   const auto verified = copy_verified(l, c->remote.data(), local_.base, blocks, p.lease_ok.blocks);
   f.clear();
   wire::encode(wire::Done{p.xfer_id}, f);
-  send(c, std::move(f));
+  send_frame(c, std::move(f));
   c->deadline.expires_after(cfg_.io_timeout);
   if (auto r = co_await next_reply(p); !r) co_return r;  // no DONE_OK: the lease may have ended
   co_return verified;
@@ -441,13 +424,7 @@ asio::awaitable<std::expected<void, XferError>> ShmBackend::read(Peer& peer,
 asio::awaitable<std::expected<void, XferError>> ShmBackend::release(Peer& peer,
                                                                     std::string_view remote_request_id,
                                                                     ReleaseOutcome outcome) {
-  const std::shared_ptr<Conn>& c = static_cast<ShmPeer&>(peer).conn;
-  if (c->broken) co_return std::unexpected(*c->broken);
-  wire::Bytes f;
-  if (!wire::encode(wire::Release{std::string(remote_request_id), static_cast<uint8_t>(outcome)}, f))
-    co_return std::unexpected(XferError::kProtocol);
-  send(c, std::move(f));
-  co_return std::expected<void, XferError>{};
+  co_return send_release(static_cast<ShmPeer&>(peer).conn, remote_request_id, static_cast<uint8_t>(outcome));
 }
 
 }  // namespace llmd::kv::transfer

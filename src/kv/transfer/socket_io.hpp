@@ -7,7 +7,9 @@
 #include <array>
 #include <cstdint>
 #include <expected>
+#include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "common/asio.hpp"
@@ -64,6 +66,41 @@ asio::awaitable<std::expected<void, XferError>> write_all(Socket& s, BasicDeadli
   co_await asio::async_write(s, asio::buffer(bytes.data(), bytes.size()), ec_token(ec));
   if (ec) co_return std::unexpected(io_error(ec, deadline, false));
   co_return std::expected<void, XferError>{};
+}
+
+// A client connection's outgoing frames (the tcp and shm backends' Conn: sock, deadline, out,
+// writing, pending, broken, fail_all): written one async_write at a time, in order, since concurrent
+// writes on one socket interleave. A failed write fails every read pending on the connection.
+template <class Conn>
+asio::awaitable<void> write_queued(std::shared_ptr<Conn> c) {
+  while (!c->out.empty() && !c->broken) {
+    const wire::Bytes frame = std::move(c->out.front());
+    c->out.pop_front();
+    error_code ec;
+    co_await asio::async_write(c->sock, asio::buffer(frame), ec_token(ec));
+    if (ec) c->fail_all(io_error(ec, c->deadline, !c->pending.empty()));
+  }
+  c->out.clear();
+  c->writing = false;
+}
+template <class Conn>
+void send_frame(const std::shared_ptr<Conn>& c, wire::Bytes frame) {
+  c->out.push_back(std::move(frame));
+  if (c->writing) return;
+  c->writing = true;
+  asio::co_spawn(c->sock.get_executor(), write_queued(c), asio::detached);
+}
+
+// RELEASE(remote_request_id, outcome) on a client connection: sent, not acknowledged.
+template <class Conn>
+std::expected<void, XferError> send_release(const std::shared_ptr<Conn>& c,
+                                            std::string_view remote_request_id, uint8_t outcome) {
+  if (c->broken) return std::unexpected(*c->broken);
+  wire::Bytes f;
+  if (!wire::encode(wire::Release{std::string(remote_request_id), outcome}, f))
+    return std::unexpected(XferError::kProtocol);
+  send_frame(c, std::move(f));
+  return {};
 }
 
 }  // namespace llmd::kv::transfer

@@ -75,26 +75,6 @@ class TcpPeer final : public Peer {
   std::shared_ptr<Conn> conn;
 };
 
-// Frames go out one async_write at a time, in order (concurrent writes on a socket interleave).
-asio::awaitable<void> write_loop(std::shared_ptr<Conn> c) {
-  while (!c->out.empty() && !c->broken) {
-    const wire::Bytes frame = std::move(c->out.front());
-    c->out.pop_front();
-    error_code ec;
-    co_await asio::async_write(c->sock, asio::buffer(frame), ec_token(ec));
-    if (ec) c->fail_all(io_error(ec, c->deadline, !c->pending.empty()));
-  }
-  c->out.clear();
-  c->writing = false;
-}
-
-void send(const std::shared_ptr<Conn>& c, wire::Bytes frame) {
-  c->out.push_back(std::move(frame));
-  if (c->writing) return;
-  c->writing = true;
-  asio::co_spawn(c->sock.get_executor(), write_loop(c), asio::detached);
-}
-
 // Reads one BLOCK frame whose header `h` was read; an error ends the connection.
 asio::awaitable<std::expected<void, XferError>> read_block(Conn& c, const wire::FrameHeader& h) {
   const KvLayout& l = c.local.layout;
@@ -267,7 +247,7 @@ asio::awaitable<std::expected<void, XferError>> TcpBackend::read(Peer& peer,
   if (!wire::encode(r, f)) co_return std::unexpected(XferError::kProtocol);  // request id over its cap
   Pending p(ex_, r.xfer_id, blocks);
   c->pending.push_back(&p);
-  send(c, std::move(f));
+  send_frame(c, std::move(f));
   c->deadline.expires_after(cfg_.io_timeout);
   // Nothing between posting and waiting suspends, so the reply cannot complete `p` before the wait.
   while (!p.result) {
@@ -280,13 +260,7 @@ asio::awaitable<std::expected<void, XferError>> TcpBackend::read(Peer& peer,
 asio::awaitable<std::expected<void, XferError>> TcpBackend::release(Peer& peer,
                                                                     std::string_view remote_request_id,
                                                                     ReleaseOutcome outcome) {
-  const std::shared_ptr<Conn>& c = static_cast<TcpPeer&>(peer).conn;
-  if (c->broken) co_return std::unexpected(*c->broken);
-  wire::Bytes f;
-  if (!wire::encode(wire::Release{std::string(remote_request_id), static_cast<uint8_t>(outcome)}, f))
-    co_return std::unexpected(XferError::kProtocol);
-  send(c, std::move(f));
-  co_return std::expected<void, XferError>{};
+  co_return send_release(static_cast<TcpPeer&>(peer).conn, remote_request_id, static_cast<uint8_t>(outcome));
 }
 
 }  // namespace llmd::kv::transfer
