@@ -280,8 +280,8 @@ TEST(TransferWire, HeadersOfUnknownTypesOrOversizedControlFramesAreErrors) {
     return decode_header(b);
   };
   EXPECT_EQ(header(0, 0).error(), WireError::kUnknownType);
-  EXPECT_EQ(header(12, 0).error(), WireError::kUnknownType);  // UCX_HELLO: not spoken by this version
-  EXPECT_TRUE(header(7, 0));                                  // LEASE
+  EXPECT_EQ(header(15, 0).error(), WireError::kUnknownType);                   // not spoken by this version
+  EXPECT_TRUE(header(7, 0));                                                   // LEASE
   EXPECT_EQ(header(8, kMaxControlPayload + 1).error(), WireError::kTooLarge);  // LEASE_OK is a control frame
   EXPECT_EQ(header(0xffff, 0).error(), WireError::kUnknownType);
   EXPECT_EQ(header(4, kMaxControlPayload + 1).error(), WireError::kTooLarge);
@@ -392,6 +392,42 @@ TEST(TransferWire, FlagsAreSetOnTheHeaderOnly) {
   EXPECT_EQ(h.flags, kFlagFd);
   AuthOk ok;
   EXPECT_TRUE(decode(p, ok));
+}
+
+TEST(TransferWire, UcxInfoRoundTripAndCaps) {
+  Bytes f;
+  encode(UcxInfo{}, f);
+  auto [h, p] = split(f);
+  EXPECT_EQ(h.type, FrameType::kUcxInfo);
+  UcxInfo req;
+  EXPECT_TRUE(decode(p, req));
+  const uint8_t extra[1] = {0};
+  EXPECT_EQ(decode(extra, req).error(), WireError::kTrailing);
+
+  const UcxInfoOk in{.base = 0x7f0012345000, .worker_address = std::string("\0\1addr", 6), .rkey = "rk"};
+  f.clear();
+  ASSERT_TRUE(encode(in, f));
+  auto [h2, p2] = split(f);
+  EXPECT_EQ(h2.type, FrameType::kUcxInfoOk);
+  EXPECT_EQ(p2.size(), 8 + 2 + 6 + 2 + 2);
+  UcxInfoOk out;
+  ASSERT_TRUE(decode(p2, out));
+  EXPECT_EQ(out.base, in.base);
+  EXPECT_EQ(out.worker_address, in.worker_address);
+  EXPECT_EQ(out.rkey, in.rkey);
+  EXPECT_EQ(decode(std::span<const uint8_t>(p2).first(p2.size() - 1), out).error(), WireError::kTruncated);
+
+  // Empty blobs are no UCX endpoint; blobs over the cap are refused on both sides.
+  f.clear();
+  ASSERT_TRUE(encode(UcxInfoOk{.base = 1, .worker_address = "a", .rkey = ""}, f));
+  EXPECT_EQ(decode(split(f).second, out).error(), WireError::kBadValue);
+  f.clear();
+  UcxInfoOk big{.base = 1, .worker_address = std::string(kMaxUcxBlob + 1, 'x'), .rkey = "r"};
+  EXPECT_EQ(encode(big, f).error(), WireError::kOverCap);
+  EXPECT_TRUE(f.empty());
+  // A peer that claims a longer blob than the cap is refused before the bytes are looked at.
+  Bytes hostile = {1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  EXPECT_EQ(decode(hostile, out).error(), WireError::kOverCap);
 }
 
 }  // namespace

@@ -6,15 +6,13 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 #include <fstream>
-#include <optional>
-#include <unordered_map>
 
 #include "common/deadline.hpp"
 #include "common/error.hpp"
 #include "kv/transfer/auth.hpp"
 #include "kv/transfer/checksum.hpp"
+#include "kv/transfer/lease_client.hpp"
 #include "kv/transfer/socket_io.hpp"
 
 namespace llmd::kv::transfer {
@@ -131,51 +129,12 @@ asio::awaitable<std::expected<void, XferError>> read_with_fd(unix_stream::socket
 
 namespace {
 
-// One read() in flight; it lives on read()'s coroutine frame.
-struct Pending {
-  Pending(asio::any_io_executor ex, uint64_t id)
-      : xfer_id(id), wake(std::move(ex), asio::steady_timer::time_point::max()) {}
-  uint64_t xfer_id;
-  bool leased = false;  // LEASE_OK came: the next reply is DONE_OK
-  wire::LeaseOk lease_ok;
-  std::optional<std::expected<void, XferError>> reply;  // set per step, then `wake` is cancelled
-  asio::steady_timer wake;
-
-  void answer(std::expected<void, XferError> r) {
-    reply = r;
-    wake.cancel();
-  }
-};
-
-// A peer's Unix connection and the mapping of its arena, shared by the Peer handle and the loops
-// that run on it.
-struct Conn {
-  Conn(asio::any_io_executor ex, PeerInfo i, const KvRegion& r) : info(std::move(i)), local(r), sock(ex) {}
-
-  void fail_all(XferError e) {
-    if (!broken) broken = e;
-    for (auto& [id, p] : pending) p->answer(std::unexpected(e));
-    pending.clear();
-    error_code ignored;
-    sock.close(ignored);
-  }
-
-  PeerInfo info;
-  KvRegion local;
-  unix_stream::socket sock;
-  UnixDeadline deadline{sock};
-  SharedArena remote;  // the peer's arena, read-only
-  std::optional<XferError> broken;
-  std::unordered_map<uint64_t, Pending*> pending;
-  uint64_t next_xfer = 1;
-  std::deque<wire::Bytes> out;
-  bool writing = false;
-  std::vector<uint8_t> payload;
-};
+using Conn = LeaseConn<unix_stream::socket>;
 
 class ShmPeer final : public Peer {
  public:
-  explicit ShmPeer(std::shared_ptr<Conn> c) : conn(std::move(c)) {}
+  ShmPeer(std::shared_ptr<Conn> c, std::shared_ptr<const SharedArena> remote)
+      : conn(std::move(c)), remote(std::move(remote)) {}
   ~ShmPeer() override {
     error_code ignored;
     conn->sock.close(ignored);  // ends the reader loop, which drops the last reference
@@ -183,97 +142,16 @@ class ShmPeer final : public Peer {
   const PeerInfo& info() const override { return conn->info; }
   bool usable() const override { return !conn->broken; }
   std::shared_ptr<Conn> conn;
+  // The peer's arena, read-only; reads in flight hold it too, so it outlives a peer dropped meanwhile.
+  std::shared_ptr<const SharedArena> remote;
 };
 
-// One reply frame from the server; an error ends the connection.
-std::expected<void, XferError> dispatch(Conn& c, wire::FrameType type) {
-  const auto find = [&c](uint64_t id) -> Pending* {
-    const auto it = c.pending.find(id);
-    return it == c.pending.end() ? nullptr : it->second;
-  };
-  switch (type) {
-    case wire::FrameType::kLeaseOk: {
-      // The payload's xfer id picks the pending read, whose block count bounds the decode.
-      if (c.payload.size() < 8) return std::unexpected(XferError::kProtocol);
-      uint64_t id = 0;
-      for (int i = 0; i < 8; ++i) id |= uint64_t{c.payload[i]} << (8 * i);
-      Pending* p = find(id);
-      if (!p || p->leased) return std::unexpected(XferError::kProtocol);
-      const auto max = static_cast<uint32_t>(p->lease_ok.blocks.size());  // read() sized it
-      if (!wire::decode(c.payload, max, p->lease_ok) || p->lease_ok.blocks.size() != max)
-        return std::unexpected(XferError::kProtocol);
-      p->leased = true;
-      p->answer({});
-      return {};
-    }
-    case wire::FrameType::kReadDone: {
-      wire::ReadDone d;
-      if (!wire::decode(c.payload, d)) return std::unexpected(XferError::kProtocol);
-      Pending* p = find(d.xfer_id);
-      const auto e = xfer_error_from_wire(d.status);
-      if (!p || p->leased || !e) return std::unexpected(XferError::kProtocol);  // only refusals
-      c.pending.erase(d.xfer_id);
-      p->answer(std::unexpected(*e));
-      return {};
-    }
-    case wire::FrameType::kDoneOk: {
-      wire::DoneOk d;
-      if (!wire::decode(c.payload, d)) return std::unexpected(XferError::kProtocol);
-      Pending* p = find(d.xfer_id);
-      if (!p || !p->leased) return std::unexpected(XferError::kProtocol);
-      c.pending.erase(d.xfer_id);
-      p->answer({});
-      return {};
-    }
-    case wire::FrameType::kError: {
-      wire::Error e;
-      if (!wire::decode(c.payload, e)) return std::unexpected(XferError::kProtocol);
-      return std::unexpected(xfer_error_from_wire(e.code).value_or(XferError::kProtocol));
-    }
-    default:
-      return std::unexpected(XferError::kProtocol);
-  }
-}
-
-asio::awaitable<void> reader_loop(std::shared_ptr<Conn> c, std::chrono::milliseconds io_timeout) {
-  for (;;) {
-    // Idle, a pooled connection may wait forever; with reads pending each frame re-arms the limit.
-    if (c->pending.empty())
-      c->deadline.expires_never();
-    else
-      c->deadline.expires_after(io_timeout);
-    const auto h = co_await read_control_frame(c->sock, c->deadline, c->payload, !c->pending.empty());
-    if (!h) {
-      c->fail_all(h.error());
-      co_return;
-    }
-    if (auto r = dispatch(*c, h->type); !r) {
-      c->fail_all(r.error());
-      co_return;
-    }
-  }
-}
-
-// Waits for the next answer to `p`.
-asio::awaitable<std::expected<void, XferError>> next_reply(Pending& p) {
-  while (!p.reply) {
-    error_code ec;
-    co_await p.wake.async_wait(ec_token(ec));
-  }
-  const auto r = *p.reply;
-  p.reply.reset();
-  co_return r;
-}
-
-// Keys first (a wrong key means another prompt: nothing to copy), then each segment is copied and
-// hashed at once, while the copy is still in L1 (block_checksum's chain, segment by segment): the
-// checksum covers the copy, so bytes that changed under the lease and a wrong copy are both caught,
-// and the hash costs no second trip to memory.
+// Each segment is copied and hashed at once, while the copy is still in L1 (block_checksum's chain,
+// segment by segment): the checksum covers the copy, so bytes that changed under the lease and a wrong
+// copy are both caught, and the hash costs no second trip to memory.
 std::expected<void, XferError> copy_verified(const KvLayout& l, const std::byte* remote, std::byte* local,
                                              std::span<const BlockPair> blocks,
-                                             const std::vector<wire::LeasedBlock>& leased) {
-  for (size_t i = 0; i < blocks.size(); ++i)
-    if (leased[i].key != blocks[i].key) return std::unexpected(XferError::kKeyMismatch);
+                                             std::span<const wire::LeasedBlock> leased) {
   for (size_t i = 0; i < blocks.size(); ++i) {
     uint64_t c = 0;
     for (uint32_t s = 0; s < l.n_segments; ++s) {
@@ -340,7 +218,7 @@ asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> ShmBackend::pre
   }
   if (name.size() + 1 >= sizeof(sockaddr_un::sun_path)) co_return std::unexpected(XferError::kConnect);
 
-  auto c = std::make_shared<Conn>(ex_, peer, local_);
+  auto c = std::make_shared<Conn>(ex_, peer);
   error_code ec;
   c->deadline.expires_after(cfg_.connect_timeout);
   co_await c->sock.async_connect(shm_endpoint(name), ec_token(ec));
@@ -372,53 +250,34 @@ asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> ShmBackend::pre
   // A Unix connect proves this kernel; an unequal boot id would be a server lying about itself.
   if (hello.boot_id != boot_id_) co_return std::unexpected(XferError::kConnect);
   if (!(rh->flags & wire::kFlagFd) || !fd) co_return std::unexpected(XferError::kProtocol);
+  std::shared_ptr<const SharedArena> remote;
   try {
-    c->remote = SharedArena::map_readonly(fd.get(), local_.layout.arena_bytes());
+    remote =
+        std::make_shared<const SharedArena>(SharedArena::map_readonly(fd.get(), local_.layout.arena_bytes()));
   } catch (const Error&) {
     co_return std::unexpected(XferError::kProtocol);  // wrong size or not sealed: not an arena we trust
   }
   fd.reset();  // the mapping stays
 
   c->deadline.expires_never();
-  asio::co_spawn(ex_, reader_loop(c, cfg_.io_timeout), asio::detached);
-  co_return std::make_unique<ShmPeer>(std::move(c));
+  asio::co_spawn(ex_, lease_reader_loop(c, cfg_.io_timeout), asio::detached);
+  co_return std::make_unique<ShmPeer>(std::move(c), std::move(remote));
 }
 
 asio::awaitable<std::expected<void, XferError>> ShmBackend::read(Peer& peer,
                                                                  std::string_view remote_request_id,
                                                                  std::span<const BlockPair> blocks) {
-  const std::shared_ptr<Conn> c = static_cast<ShmPeer&>(peer).conn;  // a copy: alive across the waits
-  if (c->broken) co_return std::unexpected(*c->broken);
-  if (blocks.empty()) co_return std::expected<void, XferError>{};
+  auto& shm = static_cast<ShmPeer&>(peer);
   const KvLayout& l = local_.layout;
-  if (blocks.size() > std::min<uint32_t>(wire::kMaxLeaseBlocks, l.n_blocks))
-    co_return std::unexpected(XferError::kBadBlock);
-  wire::Lease lease;
-  lease.xfer_id = c->next_xfer++;
-  lease.request_id = remote_request_id;
-  lease.blocks.reserve(blocks.size());
-  for (const BlockPair& b : blocks) {
-    // The server checks the remote ids against its pins; both are checked here as well, since the
-    // copy reads the mapping and writes our region directly.
-    if (!l.has_block(b.remote) || !l.has_block(b.local)) co_return std::unexpected(XferError::kBadBlock);
-    lease.blocks.push_back(static_cast<uint32_t>(b.remote));
-  }
-  wire::Bytes f;
-  if (!wire::encode(lease, f)) co_return std::unexpected(XferError::kProtocol);  // request id over its cap
-  Pending p(ex_, lease.xfer_id);
-  p.lease_ok.blocks.resize(blocks.size());  // the reply's size, checked when it comes
-  c->pending.emplace(p.xfer_id, &p);
-  send_frame(c, std::move(f));
-  c->deadline.expires_after(cfg_.io_timeout);
-  if (auto r = co_await next_reply(p); !r) co_return r;  // refused, or the connection failed
-
-  const auto verified = copy_verified(l, c->remote.data(), local_.base, blocks, p.lease_ok.blocks);
-  f.clear();
-  wire::encode(wire::Done{p.xfer_id}, f);
-  send_frame(c, std::move(f));
-  c->deadline.expires_after(cfg_.io_timeout);
-  if (auto r = co_await next_reply(p); !r) co_return r;  // no DONE_OK: the lease may have ended
-  co_return verified;
+  std::byte* local = local_.base;
+  // Named, not a temporary in the co_await: g++ 12 destroys such temporaries twice.
+  auto copy =
+      [&l, local, remote = shm.remote](
+          std::span<const BlockPair> b,
+          std::span<const wire::LeasedBlock> leased) -> asio::awaitable<std::expected<void, XferError>> {
+    co_return copy_verified(l, remote->data(), local, b, leased);
+  };
+  co_return co_await leased_read(shm.conn, cfg_.io_timeout, l, remote_request_id, blocks, std::move(copy));
 }
 
 asio::awaitable<std::expected<void, XferError>> ShmBackend::release(Peer& peer,

@@ -164,6 +164,8 @@ bool known(uint16_t t) {
     case FrameType::kDone:
     case FrameType::kDoneOk:
     case FrameType::kRelease:
+    case FrameType::kUcxInfo:
+    case FrameType::kUcxInfoOk:
     case FrameType::kError:
       return true;
   }
@@ -280,6 +282,22 @@ Status encode(const Release& f, Bytes& out) {
   Writer w(out, FrameType::kRelease);
   w.str(f.request_id);
   w.u8(f.outcome);
+  w.finish();
+  return {};
+}
+
+void encode(const UcxInfo&, Bytes& out) {
+  Writer w(out, FrameType::kUcxInfo);
+  w.finish();
+}
+
+Status encode(const UcxInfoOk& f, Bytes& out) {
+  if (f.worker_address.size() > kMaxUcxBlob || f.rkey.size() > kMaxUcxBlob)
+    return std::unexpected(WireError::kOverCap);
+  Writer w(out, FrameType::kUcxInfoOk);
+  w.u64(f.base);
+  w.str(f.worker_address);
+  w.str(f.rkey);
   w.finish();
   return {};
 }
@@ -426,6 +444,20 @@ Status decode(std::span<const uint8_t> payload, Release& out) {
   r.u8(out.outcome);
   if (auto st = r.done(); !st) return st;
   if (out.outcome > 2) return std::unexpected(WireError::kBadValue);
+  return {};
+}
+
+Status decode(std::span<const uint8_t> payload, UcxInfo&) {
+  return Reader(payload).done();
+}
+
+Status decode(std::span<const uint8_t> payload, UcxInfoOk& out) {
+  Reader r(payload);
+  r.u64(out.base);
+  r.str(out.worker_address, kMaxUcxBlob);
+  r.str(out.rkey, kMaxUcxBlob);
+  if (auto st = r.done(); !st) return st;
+  if (out.worker_address.empty() || out.rkey.empty()) return std::unexpected(WireError::kBadValue);
   return {};
 }
 

@@ -50,6 +50,8 @@ enum class FrameType : uint16_t {
   kDone = 9,
   kDoneOk = 10,
   kRelease = 11,
+  kUcxInfo = 12,
+  kUcxInfoOk = 13,
   kError = 14,
 };
 
@@ -62,6 +64,7 @@ inline constexpr size_t kMaxRequestId = 256;
 inline constexpr size_t kMaxFingerprint = 256;
 inline constexpr size_t kMaxShmName = 108;  // sun_path
 inline constexpr size_t kMaxMessage = 1024;
+inline constexpr size_t kMaxUcxBlob = 16384;  // a UCX worker address or packed rkey
 inline constexpr uint32_t kMaxReadBlocks = 65536;
 // LEASE_OK (12 + 24 bytes a block) must fit a control frame.
 inline constexpr uint32_t kMaxLeaseBlocks = 32768;
@@ -161,6 +164,17 @@ struct Release {
   uint8_t outcome = 0;
 };
 
+// Asks for what a UCX reader needs (sent after AUTH_OK, to a server whose HELLO offered ucx).
+struct UcxInfo {};
+
+// The server's UCX worker address, the packed rkey of its KV region and the region's address in the
+// server's memory (the base of remote reads). Opaque bytes from UCX, bounded by kMaxUcxBlob.
+struct UcxInfoOk {
+  uint64_t base = 0;
+  std::string worker_address;
+  std::string rkey;
+};
+
 struct Error {
   uint16_t code = 0;
   std::string msg;
@@ -181,6 +195,8 @@ void encode(const Done& f, Bytes& out);
 void encode(const DoneOk& f, Bytes& out);
 Status encode(const ReadDone& f, Bytes& out);
 Status encode(const Release& f, Bytes& out);
+void encode(const UcxInfo& f, Bytes& out);
+Status encode(const UcxInfoOk& f, Bytes& out);
 Status encode(const Error& f, Bytes& out);
 // BLOCK's frame header and block header, for a gather write whose next buffers are the raw bytes.
 // Sets the flags of the frame that starts at frame[0] (encoders write 0).
@@ -209,6 +225,8 @@ Status decode(std::span<const uint8_t> payload, DoneOk& out);
 Status decode(std::span<const uint8_t, kBlockHeaderPayload> payload, BlockHeader& out);
 Status decode(std::span<const uint8_t> payload, ReadDone& out);
 Status decode(std::span<const uint8_t> payload, Release& out);
+Status decode(std::span<const uint8_t> payload, UcxInfo& out);
+Status decode(std::span<const uint8_t> payload, UcxInfoOk& out);
 Status decode(std::span<const uint8_t> payload, Error& out);
 
 }  // namespace llmd::kv::transfer::wire
