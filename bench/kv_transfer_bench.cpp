@@ -1,4 +1,4 @@
-// KV transfer over tcp and shm against the plain copies they ride on, in one process.
+// KV transfer over tcp, shm and ucx against the plain copies they ride on, in one process.
 //
 //   kv_transfer_bench [runs=5] [batch_blocks=32]
 //
@@ -18,6 +18,11 @@
 // verify -> DONE. Its anchor is one memcpy of the same 256 MiB between the same two arenas; shm,
 // memcpy, tcp and the plain socket copy alternate within each run. The issue's target: shm >= 50%
 // of memcpy.
+//
+// ucx: the same server offers ucx; a UcxBackend reads the same batches as LEASE -> one-sided gets
+// (one per run of consecutive blocks in each segment) -> verify -> DONE, over whatever transport UCX
+// picks on this host (UCX_TLS narrows it, e.g. UCX_TLS=tcp for the network path). The issue sets no
+// target; it is reported beside tcp and memcpy.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -37,6 +42,7 @@
 #include "kv/transfer/shm_backend.hpp"
 #include "kv/transfer/tcp_backend.hpp"
 #include "kv/transfer/transfer_server.hpp"
+#include "kv/transfer/ucx_backend.hpp"
 
 using namespace llmd;
 using namespace llmd::kv::transfer;
@@ -176,6 +182,7 @@ int main(int argc, char** argv) {
   auto work = asio::make_work_guard(server_io);
   TransferServer server(server_io.get_executor(), cfg, {l, src.data()}, "160m", pins);
   server.offer_shm(src_arena);
+  server.offer_ucx();
   server.start();
   std::thread server_thread([&] { server_io.run(); });
 
@@ -191,6 +198,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "shm prepare failed: %s\n", std::string(to_string(shm_peer.error())).c_str());
     return 1;
   }
+  UcxBackend ucx_backend(client_io.get_executor(), cfg, {l, dst.data()}, "160m");
+  auto ucx_peer = run(client_io, ucx_backend.prepare({server.engine_id(), "127.0.0.1", server.port()}));
+  if (!ucx_peer) {
+    std::fprintf(stderr, "ucx prepare failed: %s\n", std::string(to_string(ucx_peer.error())).c_str());
+    return 1;
+  }
   std::vector<std::vector<BlockPair>> batches;
   for (int32_t b = 0; b < kBlocks; ++b) {
     if (b % batch == 0) batches.emplace_back();
@@ -199,8 +212,9 @@ int main(int argc, char** argv) {
   const std::string id = "bench";
 
   // Warm-up (the shm mapping's pages are faulted in once per peer), and the check that bytes arrive.
-  for (auto [b, p] :
-       {std::pair<TransferBackend*, Peer*>{&backend, peer->get()}, {&shm_backend, shm_peer->get()}}) {
+  for (auto [b, p] : {std::pair<TransferBackend*, Peer*>{&backend, peer->get()},
+                      {&shm_backend, shm_peer->get()},
+                      {&ucx_backend, ucx_peer->get()}}) {
     fill(dst, 2);
     run(client_io, pull_all(*b, *p, id, batches));
     for (int32_t blk = 0; blk < kBlocks; ++blk)
@@ -214,7 +228,7 @@ int main(int argc, char** argv) {
   const auto gbps = [total](Clock::time_point t0) {
     return total / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
   };
-  std::vector<double> tcp, plain, ratio, shm, mem, shm_ratio;
+  std::vector<double> tcp, plain, ratio, shm, mem, shm_ratio, ucx;
   for (int r = 0; r < runs; ++r) {
     auto t0 = Clock::now();
     if (!run(client_io, pull_all(backend, **peer, id, batches))) return 1;
@@ -229,22 +243,23 @@ int main(int argc, char** argv) {
     std::memcpy(dst.data(), src.data(), total);
     mem.push_back(gbps(t0));
     shm_ratio.push_back(shm.back() / mem.back());
+    t0 = Clock::now();
+    if (!run(client_io, pull_all(ucx_backend, **ucx_peer, id, batches))) return 1;
+    ucx.push_back(gbps(t0));
   }
 
-  std::vector<double> one_us;
   const std::vector<std::vector<BlockPair>> one = {{{17, 17, keys[17]}}};
-  for (int i = 0; i < 200; ++i) {
-    const auto t0 = Clock::now();
-    if (!run(client_io, pull_all(backend, **peer, id, one))) return 1;
-    one_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-  }
-
-  std::vector<double> shm_one_us;
-  for (int i = 0; i < 200; ++i) {
-    const auto t0 = Clock::now();
-    if (!run(client_io, pull_all(shm_backend, **shm_peer, id, one))) return 1;
-    shm_one_us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
-  }
+  const auto one_block_us = [&](TransferBackend& b, Peer& peer) {
+    std::vector<double> us;
+    for (int i = 0; i < 200; ++i) {
+      const auto t0 = Clock::now();
+      if (!run(client_io, pull_all(b, peer, id, one))) std::exit(1);
+      us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    }
+    return median(us);
+  };
+  const double one_us = one_block_us(backend, **peer), shm_one_us = one_block_us(shm_backend, **shm_peer),
+               ucx_one_us = one_block_us(ucx_backend, **ucx_peer);
 
   const double t = median(tcp), p = median(plain);
   std::printf("kv_transfer_bench: %d blocks x %llu KiB (%.1f MiB), READs of %d blocks, median of %d runs\n",
@@ -254,15 +269,19 @@ int main(int argc, char** argv) {
   std::printf("plain socket copy  %6.2f GB/s\n", p);
   std::printf("ratio              %6.1f %%  (median of the per-run ratios; target >= 70 %%)\n",
               100 * median(ratio));
-  std::printf("one block (576 KiB) %6.0f us median of 200\n", median(one_us));
+  std::printf("one block (576 KiB) %6.0f us median of 200\n", one_us);
   std::printf("shm backend        %6.2f GB/s\n", median(shm));
   std::printf("memcpy             %6.2f GB/s\n", median(mem));
   std::printf("ratio              %6.1f %%  (median of the per-run ratios; target >= 50 %%)\n",
               100 * median(shm_ratio));
-  std::printf("one block (576 KiB) %6.0f us median of 200 (shm)\n", median(shm_one_us));
+  std::printf("one block (576 KiB) %6.0f us median of 200 (shm)\n", shm_one_us);
+  std::printf("ucx backend        %6.2f GB/s\n", median(ucx));
+  std::printf("one block (576 KiB) %6.0f us median of 200 (ucx)\n", ucx_one_us);
 
   peer->reset();
   shm_peer->reset();
+  ucx_peer->reset();
+  ucx_backend.stop();
   server.stop();
   work.reset();
   server_thread.join();

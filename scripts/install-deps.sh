@@ -11,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler  # the EPP (Envoy ext_proc)
   libsimdjson-dev  # the router's per-request body parse
   libssl-dev  # libcrypto: HMAC-SHA256 of the KV transfer handshake
+  libucx-dev  # the ucx KV transfer backend
   prometheus
   haproxy  # bench/route_overhead.sh compares the router with it
   valgrind curl  # bench/route_instructions.sh counts the router's instructions per request

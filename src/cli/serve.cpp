@@ -172,10 +172,11 @@ void run_serve(ServeArgs& a) {
   if (!a.kv_transfer.secret.empty()) {
     using kv::transfer::TransferMode;
     const std::string& m = a.kv_transfer_mode;
-    if (m != "tcp" && m != "shm" && m != "auto")
-      fail("--kv-transfer must be tcp, shm or auto (ucx is not built yet), got '{}'", m);
+    if (m != "tcp" && m != "shm" && m != "ucx" && m != "auto")
+      fail("--kv-transfer must be tcp, shm, ucx or auto, got '{}'", m);
     const TransferMode mode = m == "tcp"   ? TransferMode::kTcp
                               : m == "shm" ? TransferMode::kShm
+                              : m == "ucx" ? TransferMode::kUcx
                                            : TransferMode::kAuto;
     if (!(a.kv_transfer_timeout_s > 0)) fail("--kv-transfer-timeout must be positive");
     kv::transfer::TransferConfig tc = a.kv_transfer;
@@ -203,10 +204,10 @@ void run_serve(ServeArgs& a) {
   std::fprintf(stderr, "llmd serve: %s on http://%s:%u (%s)\n", sc.served_model_name.c_str(),
                sc.http.host.c_str(), srv.port(), backend->describe().c_str());
   if (sc.kv_transfer)
-    std::fprintf(stderr, "llmd serve: KV transfers on %s:%u (tcp%s), pulls over %s, engine %s\n",
+    std::fprintf(stderr, "llmd serve: KV transfers on %s:%u (tcp%s%s), pulls over %s, engine %s\n",
                  sc.kv_transfer->host.c_str(), sc.kv_transfer->port,
-                 backend->kv_shared_arena() ? ", shm" : "", a.kv_transfer_mode.c_str(),
-                 sc.kv_transfer->engine_id.c_str());
+                 backend->kv_shared_arena() ? ", shm" : "", a.kv_transfer_mode == "ucx" ? ", ucx" : "",
+                 a.kv_transfer_mode.c_str(), sc.kv_transfer->engine_id.c_str());
   std::fprintf(stderr,
                "try: curl http://%s:%u/v1/completions -H 'Content-Type: application/json' "
                "-d '{\"prompt\": \"Once upon a time\", \"max_tokens\": 32}'\n",
@@ -242,8 +243,8 @@ void register_serve(CLI::App& app) {
                   "P/D: serve and pull KV blocks, authenticated with this secret shared by the cluster")
       ->envname("LLMD_KV_TRANSFER_SECRET");
   cmd->add_option("--kv-transfer", a->kv_transfer_mode,
-                  "P/D: how this server pulls blocks: tcp, shm (same host) or auto (shm where the peer is on "
-                  "this host, else tcp)")
+                  "P/D: how this server pulls blocks: tcp, shm (same host), ucx (UCX one-sided reads; the "
+                  "server then offers ucx too) or auto (shm where the peer is on this host, else tcp)")
       ->capture_default_str();
   a->kv_transfer.host.clear();  // empty: --host
   cmd->add_option("--kv-transfer-host", a->kv_transfer.host,

@@ -99,9 +99,11 @@ std::vector<json> prompts(int vocab) {
   return out;
 }
 
-// `mode`: how the decode server pulls (--kv-transfer): tcp, or shm (both servers are on this host).
+// `mode`: how the decode server pulls (--kv-transfer, given to both servers as to a cluster): tcp, shm
+// (both servers are on this host) or ucx.
 void expect_disaggregated_equals_one_server(const std::string& model, int vocab, const std::string& mode) {
-  PdServer prefill(model, "s3cret"), decode(model, "s3cret", {"--kv-transfer", mode});
+  PdServer prefill(model, "s3cret", {"--kv-transfer", mode}),
+      decode(model, "s3cret", {"--kv-transfer", mode});
   for (json body : prompts(vocab)) {
     json ref = body;
     ref["cache_salt"] = "reference";  // its blocks are not the legs' prefix hits
@@ -121,7 +123,7 @@ void expect_disaggregated_equals_one_server(const std::string& model, int vocab,
 }
 
 TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnTheDemoModel) {
-  for (const char* mode : {"tcp", "shm"}) {
+  for (const char* mode : {"tcp", "shm", "ucx"}) {
     SCOPED_TRACE(mode);
     expect_disaggregated_equals_one_server(kDemo, 512, mode);
   }
@@ -134,7 +136,7 @@ TEST(PdServe, DisaggregatedGreedyTextIsOneServersOnThe160mModel) {
                                 "--tokenizer-from", kDemo, "--out", m},
                                dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* mode : {"tcp", "shm"}) {
+  for (const char* mode : {"tcp", "shm", "ucx"}) {
     SCOPED_TRACE(mode);
     expect_disaggregated_equals_one_server(m, 512, mode);
   }
@@ -174,12 +176,14 @@ TEST(PdServe, AFailedTransferIsComputedOnTheDecodeServer) {
   const json body = prompts(512)[2];
   json ref = body;
   ref["cache_salt"] = "reference";
-  for (const char* mode : {"tcp", "shm"})
+  for (const std::string mode : {"tcp", "shm", "ucx"})
     for (const std::vector<std::string>& fault :
          {std::vector<std::string>{"--kv-transfer-fault", "corrupt:1"},
           std::vector<std::string>{"--kv-transfer-fault", "truncate:1"}, std::vector<std::string>{}}) {
-      SCOPED_TRACE(std::string(mode) + (fault.empty() ? " wrong secret" : " " + fault[1]));
-      PdServer prefill(kDemo, "s3cret", fault);
+      SCOPED_TRACE(mode + (fault.empty() ? " wrong secret" : " " + fault[1]));
+      std::vector<std::string> prefill_flags = fault;
+      prefill_flags.insert(prefill_flags.end(), {"--kv-transfer", mode});
+      PdServer prefill(kDemo, "s3cret", prefill_flags);
       // No fault: a wrong secret.
       PdServer decode(kDemo, fault.empty() ? "another-secret" : "s3cret", {"--kv-transfer", mode});
       const std::string expected = post(prefill.port, ref)["choices"][0]["text"];
@@ -216,7 +220,7 @@ TEST(PdServe, BadTransferFlagsAreOneErrorLine) {
   const std::vector<std::string> base = {"serve", "--model", kDemo, "--port", "0", "--kv-transfer-secret",
                                          "s"};
   const std::pair<std::vector<std::string>, std::string> cases[] = {
-      {{"--kv-transfer", "ucx"}, "--kv-transfer"},
+      {{"--kv-transfer", "rdma"}, "--kv-transfer"},
       {{"--kv-transfer-timeout", "0"}, "--kv-transfer-timeout"},
       {{"--kv-transfer-fault", "melt:1"}, "--kv-transfer-fault"},
       {{"--kv-transfer-fault", "corrupt:x"}, "--kv-transfer-fault"},

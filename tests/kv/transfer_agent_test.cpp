@@ -167,6 +167,27 @@ TEST(TransferAgent, OverShmOnTheSameHost) {
   EXPECT_TRUE(prefill.stats_become([](const EngineStats& s) { return s.kv_pins_released == 2; }));
 }
 
+// Over ucx: both servers are told ucx (the prefill then offers it); the blocks move by one-sided gets.
+TEST(TransferAgent, OverUcx) {
+  const auto prompt = test_prompt();
+  Server alone(false);
+  Result ref;
+  const auto expected = alone.run(spec(prompt, 12), ref);
+  Server prefill(true, 30s, TransferMode::kUcx), decode(true, 30s, TransferMode::kUcx);
+  auto leg = spec(prompt, 1);
+  leg.kv_pin_id = "ucx-1";
+  Result first;
+  prefill.run(std::move(leg), first);
+  auto rest = spec(prompt, 12);
+  rest.kv_remote = RemoteBlocks{prefill.agent->engine_id(), "127.0.0.1", prefill.agent->port(),
+                                first.last.kv_pinned_blocks, "ucx-1"};
+  Result out;
+  EXPECT_EQ(decode.run(std::move(rest), out), expected);
+  EXPECT_EQ(decode.agent->stats().ucx_pulls_ok.load(), 1u);
+  EXPECT_TRUE(decode.stats_become([](const EngineStats& s) { return s.kv_pulled_blocks > 0; }));
+  EXPECT_TRUE(prefill.stats_become([](const EngineStats& s) { return s.kv_pins_released == 1; }));
+}
+
 TEST(TransferAgent, APullThatCannotBeServedIsComputedLocally) {
   const auto prompt = test_prompt();
   Server alone(false);

@@ -10,14 +10,17 @@ TransferAgent::TransferAgent(TransferConfig config, engine::KvRegion region, std
       region_(region),
       mode_(mode),
       tcp_(ioc_.get_executor(), cfg_, region, fingerprint) {
-  if (mode_ != TransferMode::kTcp)
+  if (mode_ == TransferMode::kShm || mode_ == TransferMode::kAuto)
     shm_ = std::make_unique<ShmBackend>(ioc_.get_executor(), cfg_, region, fingerprint);
+  if (mode_ == TransferMode::kUcx)
+    ucx_ = std::make_unique<UcxBackend>(ioc_.get_executor(), cfg_, region, fingerprint);
   server_ = std::make_unique<TransferServer>(ioc_.get_executor(), cfg_, region, std::move(fingerprint), pins_,
                                              [this](std::string_view request_id, ReleaseOutcome) {
                                                if (engine::Engine* e = engine_.load())
                                                  e->kv_release(std::string(request_id));
                                              });
   if (arena) server_->offer_shm(*arena);  // peers on this host may then map it
+  if (ucx_) server_->offer_ucx();         // a cluster told to use ucx reads this server with it too
   server_->start();
   thread_ = std::thread([this] { ioc_.run(); });
 }
@@ -26,6 +29,7 @@ TransferAgent::~TransferAgent() {
   asio::post(ioc_, [this] {
     peers_.clear();  // closes the connections: their loops end
     server_->stop();
+    if (ucx_) ucx_->stop();
   });
   work_.reset();
   thread_.join();
@@ -36,6 +40,7 @@ void TransferAgent::export_metrics(metrics::Registry& registry, const std::strin
                                  {"model_name", "engine", "backend"});
   exported_.tcp_pulls = &pulls.with({model_name, "0", "tcp"});
   exported_.shm_pulls = &pulls.with({model_name, "0", "shm"});
+  exported_.ucx_pulls = &pulls.with({model_name, "0", "ucx"});
   exported_.bytes = &registry
                          .counter("llmd:kv_transfer_bytes", "Bytes of KV blocks pulled from prefill servers",
                                   {"model_name", "engine"})
@@ -68,14 +73,20 @@ asio::awaitable<std::expected<TransferAgent::PeerEntry, XferError>> TransferAgen
   if (auto it = peers_.find(key); it != peers_.end() && fits(it->second)) co_return it->second;
   PeerEntry fresh;
   std::expected<std::unique_ptr<Peer>, XferError> p = std::unexpected(XferError::kConnect);
-  if (shm_) {
+  if (ucx_) {
     PeerInfo info{from.engine_id, from.host,
                   from.port};  // named: g++ 12 frees a braced temporary in co_await twice
+    p = co_await ucx_->prepare(std::move(info));
+    fresh.backend = ucx_.get();
+  }
+  if (shm_) {
+    PeerInfo info{from.engine_id, from.host, from.port};
     p = co_await shm_->prepare(std::move(info));
     fresh.backend = shm_.get();
   }
   // Not on this host (or no shm offered there): kConnect, the one failure tcp may still get past.
-  if (!p && p.error() == XferError::kConnect && mode_ != TransferMode::kShm) {
+  if (!p && p.error() == XferError::kConnect &&
+      (mode_ == TransferMode::kTcp || mode_ == TransferMode::kAuto)) {
     PeerInfo info{from.engine_id, from.host, from.port};
     p = co_await tcp_.prepare(std::move(info));
     fresh.backend = &tcp_;
@@ -96,12 +107,14 @@ asio::awaitable<void> TransferAgent::run_pull(engine::RemoteBlocks from,
   if (!p) r = std::unexpected(p.error());
   if (p) r = co_await p->backend->read(*p->peer, from.request_id, blocks);
   if (r) {
-    const bool shm = p->backend == shm_.get();
+    const bool shm = p->backend == shm_.get(), ucx = p->backend == ucx_.get();
     const uint64_t bytes = blocks.size() * region_.layout.block_bytes();
     stats_.pulls_ok.fetch_add(1, std::memory_order_relaxed);
     if (shm) stats_.shm_pulls_ok.fetch_add(1, std::memory_order_relaxed);
+    if (ucx) stats_.ucx_pulls_ok.fetch_add(1, std::memory_order_relaxed);
     stats_.bytes_pulled.fetch_add(bytes, std::memory_order_relaxed);
-    if (metrics::Counter* c = shm ? exported_.shm_pulls : exported_.tcp_pulls) c->inc();
+    if (metrics::Counter* c = shm ? exported_.shm_pulls : ucx ? exported_.ucx_pulls : exported_.tcp_pulls)
+      c->inc();
     if (exported_.bytes) exported_.bytes->inc(static_cast<double>(bytes));
   } else {
     const auto e = static_cast<size_t>(r.error());

@@ -24,11 +24,13 @@
 #include "kv/transfer/tcp_backend.hpp"
 #include "kv/transfer/transfer_config.hpp"
 #include "kv/transfer/transfer_server.hpp"
+#include "kv/transfer/ucx_backend.hpp"
 
 namespace llmd::kv::transfer {
 
-// How blocks are pulled: over tcp only, shm only (same host), or shm where it works and tcp elsewhere.
-enum class TransferMode { kTcp, kShm, kAuto };
+// How blocks are pulled: over tcp only, shm only (same host), shm where it works and tcp elsewhere,
+// or ucx only (the server then offers ucx too).
+enum class TransferMode { kTcp, kShm, kAuto, kUcx };
 
 class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
  public:
@@ -60,6 +62,7 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
   struct Stats {
     std::atomic<uint64_t> pulls_ok{0};
     std::atomic<uint64_t> shm_pulls_ok{0};  // of pulls_ok, those over shm
+    std::atomic<uint64_t> ucx_pulls_ok{0};  // of pulls_ok, those over ucx
     std::atomic<uint64_t> bytes_pulled{0};
     std::array<std::atomic<uint64_t>, kMaxXferError + 1> failures{};  // by XferError
   };
@@ -90,13 +93,15 @@ class TransferAgent final : public engine::KvPinSink, public engine::KvPuller {
   std::unique_ptr<TransferServer> server_;
   TransferMode mode_;
   TcpBackend tcp_;
-  std::unique_ptr<ShmBackend> shm_;                              // unless mode is tcp
+  std::unique_ptr<ShmBackend> shm_;                              // shm and auto
+  std::unique_ptr<UcxBackend> ucx_;                              // ucx
   std::map<std::pair<std::string, uint16_t>, PeerEntry> peers_;  // agent thread only
   std::atomic<engine::Engine*> engine_{nullptr};
   Stats stats_;
   struct Exported {
     metrics::Counter* tcp_pulls = nullptr;
     metrics::Counter* shm_pulls = nullptr;
+    metrics::Counter* ucx_pulls = nullptr;
     metrics::Counter* bytes = nullptr;
     std::array<metrics::Counter*, kMaxXferError + 1> failures{};
   } exported_;

@@ -12,6 +12,7 @@
 #include "common/error.hpp"
 #include "kv/transfer/auth.hpp"
 #include "kv/transfer/checksum.hpp"
+#include "kv/transfer/client_handshake.hpp"
 #include "kv/transfer/lease_client.hpp"
 #include "kv/transfer/socket_io.hpp"
 
@@ -162,10 +163,6 @@ std::expected<void, XferError> copy_verified(const KvLayout& l, const std::byte*
     if (c != leased[i].checksum) return std::unexpected(XferError::kChecksum);
   }
   return {};
-}
-
-XferError handshake_error(const std::expected<wire::FrameHeader, XferError>& h) {
-  return h ? XferError::kProtocol : h.error();
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "common/deadline.hpp"
 #include "common/error.hpp"
 #include "kv/transfer/auth.hpp"
+#include "kv/transfer/client_handshake.hpp"
 #include "kv/transfer/socket_io.hpp"
 #include "kv/transfer/wire.hpp"
 
@@ -165,10 +166,6 @@ asio::awaitable<void> reader_loop(std::shared_ptr<Conn> c) {
   c->fail_all(io_error(ec, c->deadline, !c->pending.empty()));
 }
 
-XferError handshake_error(const std::expected<wire::FrameHeader, XferError>& h) {
-  return h ? XferError::kProtocol : h.error();
-}
-
 }  // namespace
 
 TcpBackend::TcpBackend(asio::any_io_executor ex, TransferConfig config, KvRegion local,
@@ -186,41 +183,9 @@ TcpBackend::~TcpBackend() = default;
 
 asio::awaitable<std::expected<std::unique_ptr<Peer>, XferError>> TcpBackend::prepare(PeerInfo peer) {
   auto c = std::make_shared<Conn>(ex_, peer, cfg_.io_timeout, local_);
-  error_code ec;
-  tcp::resolver resolver(ex_);
-  const auto endpoints = co_await resolver.async_resolve(peer.host, std::to_string(peer.port), ec_token(ec));
-  if (ec) co_return std::unexpected(XferError::kConnect);
-  // One endpoint at a time, the options set before connect (the window scale is fixed by the SYN).
-  ec = asio::error::host_not_found;
-  for (const auto& e : endpoints) {
-    error_code ignored;
-    c->sock.close(ignored);
-    c->sock.open(e.endpoint().protocol(), ec);
-    if (ec) continue;
-    set_transfer_options(c->sock, cfg_.socket_buffer_bytes);
-    c->deadline.expires_after(cfg_.connect_timeout);
-    co_await c->sock.async_connect(e.endpoint(), ec_token(ec));
-    if (!ec) break;
-  }
-  if (ec) co_return std::unexpected(c->deadline.expired() ? XferError::kTimeout : XferError::kConnect);
-
-  c->deadline.expires_after(cfg_.auth_timeout);
-  auto h = co_await read_control_frame(c->sock, c->deadline, c->payload, false);
-  wire::Hello hello;
-  if (!h || h->type != wire::FrameType::kHello) co_return std::unexpected(handshake_error(h));
-  if (!wire::decode(c->payload, hello)) co_return std::unexpected(XferError::kProtocol);
-  const wire::Nonce nonce_c = random_nonce();
-  wire::Bytes f;
-  wire::encode(wire::Auth{nonce_c, auth_->client_mac(hello.nonce, nonce_c)}, f);
-  if (auto w = co_await write_all(c->sock, c->deadline, f); !w) co_return std::unexpected(w.error());
-  h = co_await read_control_frame(c->sock, c->deadline, c->payload, false);
-  if (!h) co_return std::unexpected(h.error());
-  if (auto ok = check_server_reply(h->type, c->payload, *auth_, hello, nonce_c, local_.layout, fingerprint_,
-                                   peer.engine_id);
-      !ok)
-    co_return std::unexpected(ok.error());
-
-  c->deadline.expires_never();
+  const auto hello = co_await connect_and_authenticate(c->sock, c->deadline, c->payload, peer, cfg_, *auth_,
+                                                       local_.layout, fingerprint_);
+  if (!hello) co_return std::unexpected(hello.error());
   asio::co_spawn(ex_, reader_loop(c), asio::detached);
   co_return std::make_unique<TcpPeer>(std::move(c));
 }

@@ -11,6 +11,7 @@
 #include "kv/transfer/auth.hpp"
 #include "kv/transfer/shm_backend.hpp"
 #include "kv/transfer/socket_io.hpp"
+#include "kv/transfer/ucx_worker.hpp"
 #include "kv/transfer/wire.hpp"
 
 namespace llmd::kv::transfer {
@@ -45,14 +46,43 @@ struct ServerState {
   UniqueFd shm_fd;
   unix_stream::acceptor unix_acceptor;
   std::unordered_set<unix_stream::socket*> live_unix;  // executor only
-  bool stopped = false;                                // executor only
+  // ucx (offer_ucx): the worker peers read through and the region registered with it (released first).
+  std::unique_ptr<UcxWorker> ucx;
+  std::unique_ptr<UcxRegistration> ucx_region;
+  bool stopped = false;  // executor only
 };
 
 namespace {
 
 using State = ServerState;
 
-// One connection's buffers, reused by each READ on it.
+// The leases one connection holds (LEASE ... DONE), with the buffers of the frames that serve them.
+struct Leases {
+  struct Held {
+    PinRegistry::Lease lease;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::map<uint64_t, Held> held;  // by xfer id
+  wire::Lease lease;
+  std::vector<BlockHash> keys;
+  wire::LeaseOk lease_ok;
+  wire::Bytes frame;
+
+  // The connection's limit while leases are held: the first lease's end (io_timeout after its
+  // LEASE). Closing the connection then ends every lease on it; the readers get no DONE_OK.
+  template <class Deadline>
+  void arm(Deadline& deadline) const {
+    if (held.empty()) {
+      deadline.expires_never();  // an idle pooled connection may wait for its next request forever
+      return;
+    }
+    auto first = held.begin()->second.until;
+    for (const auto& [id, h] : held) first = std::min(first, h.until);
+    deadline.expires_at(first);
+  }
+};
+
+// One TCP connection: READs (blocks sent on it), and LEASE / DONE when ucx is offered.
 struct Session {
   explicit Session(tcp::socket s) : sock(std::move(s)) {}
   tcp::socket sock;
@@ -64,35 +94,16 @@ struct Session {
   std::vector<asio::const_buffer> bufs;
   wire::Bytes done_frame;
   std::vector<std::byte> scratch;  // the corrupted segment of a fault
+  Leases leases;
 };
 
-// One shm connection: its handshake, then LEASE / DONE / RELEASE.
+// One shm connection: LEASE / DONE.
 struct ShmSession {
   explicit ShmSession(unix_stream::socket s) : sock(std::move(s)) {}
-  struct Held {
-    PinRegistry::Lease lease;
-    std::chrono::steady_clock::time_point until;
-  };
   unix_stream::socket sock;
   UnixDeadline deadline{sock};
   std::vector<uint8_t> payload;
-  wire::Lease lease;
-  std::vector<BlockHash> keys;
-  wire::LeaseOk lease_ok;
-  std::map<uint64_t, Held> held;  // by xfer id
-  wire::Bytes frame;
-
-  // The connection's limit while leases are held: the first lease's end (io_timeout after its
-  // LEASE). Closing the connection then ends every lease on it; the readers get no DONE_OK.
-  void arm_for_leases() {
-    if (held.empty()) {
-      deadline.expires_never();  // an idle pooled connection may wait for its next LEASE forever
-      return;
-    }
-    auto first = held.begin()->second.until;
-    for (const auto& [id, h] : held) first = std::min(first, h.until);
-    deadline.expires_at(first);
-  }
+  Leases leases;
 };
 
 template <class S>
@@ -128,6 +139,7 @@ asio::awaitable<bool> handshake(S& s, State& st) {
   hello.engine_id = st.engine_id;
   hello.boot_id = st.boot_id;
   hello.shm_name = st.shm_name;
+  hello.ucx = st.ucx ? 1 : 0;
   hello.layout = st.region.layout;
   hello.fingerprint = st.fingerprint;
   wire::Bytes f;
@@ -218,133 +230,142 @@ asio::awaitable<bool> serve_read(Session& s, State& st) {
   co_return true;
 }
 
-asio::awaitable<void> serve(std::shared_ptr<State> st, tcp::socket sock) {
-  Session s(std::move(sock));
-  st->live.insert(&s.sock);
-  try {
-    set_transfer_options(s.sock, st->cfg.socket_buffer_bytes);
-    if (co_await handshake(s, *st)) {
-      const uint32_t max_blocks = std::min<uint32_t>(wire::kMaxReadBlocks, st->region.layout.n_blocks);
-      for (;;) {
-        s.deadline.expires_never();  // an idle pooled connection may wait for its next READ forever
-        const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
-        if (!h) {
-          if (h.error() == XferError::kProtocol)
-            co_await send_error(s, *st, XferError::kProtocol, "bad frame");
-          break;
-        }
-        if (h->type == wire::FrameType::kRead) {
-          if (!wire::decode(s.payload, max_blocks, s.read)) {
-            co_await send_error(s, *st, XferError::kProtocol, "bad READ");
-            break;
-          }
-          if (!co_await serve_read(s, *st)) break;
-        } else if (h->type == wire::FrameType::kRelease) {
-          wire::Release rel;
-          if (!wire::decode(s.payload, rel)) {
-            co_await send_error(s, *st, XferError::kProtocol, "bad RELEASE");
-            break;
-          }
-          if (st->on_release) st->on_release(rel.request_id, static_cast<ReleaseOutcome>(rel.outcome));
-        } else {
-          co_await send_error(s, *st, XferError::kProtocol, "unexpected frame");
-          break;
-        }
-      }
-    }
-  } catch (const std::exception&) {
-    // A failing random generator or allocation: this connection ends, the server goes on.
-  }
-  st->live.erase(&s.sock);
-  error_code ignored;
-  s.sock.close(ignored);
-}
-
 // Serves one LEASE: lease, hash while leased, answer LEASE_OK (or READ_DONE(error)); the lease is
 // then held until DONE. false when the connection must close.
-asio::awaitable<bool> serve_lease(ShmSession& s, State& st) {
+template <class S>
+asio::awaitable<bool> serve_lease(S& s, State& st) {
+  Leases& ls = s.leases;
   const KvLayout& l = st.region.layout;
-  const wire::Lease& r = s.lease;
-  if (s.held.contains(r.xfer_id)) {
+  const wire::Lease& r = ls.lease;
+  if (ls.held.contains(r.xfer_id)) {
     co_await send_error(s, st, XferError::kProtocol, "xfer id already leased");
     co_return false;
   }
   const auto refuse = [&](XferError e) -> asio::awaitable<bool> {
-    s.frame.clear();
+    ls.frame.clear();
     (void)wire::encode(wire::ReadDone{r.xfer_id, static_cast<uint16_t>(e), std::string(to_string(e))},
-                       s.frame);
-    co_return co_await send_frame(s, s.frame, st.cfg.io_timeout);
+                       ls.frame);
+    co_return co_await send_frame(s, ls.frame, st.cfg.io_timeout);
   };
-  auto lease = st.pins.lease(r.request_id, r.blocks, s.keys);
+  auto lease = st.pins.lease(r.request_id, r.blocks, ls.keys);
   if (!lease) co_return co_await refuse(lease.error());
   for (uint32_t b : r.blocks)
     if (!l.has_block(b)) co_return co_await refuse(XferError::kBadBlock);
   const auto& fault = st.cfg.fault;
-  s.lease_ok.xfer_id = r.xfer_id;
-  s.lease_ok.blocks.resize(r.blocks.size());
+  ls.lease_ok.xfer_id = r.xfer_id;
+  ls.lease_ok.blocks.resize(r.blocks.size());
   for (size_t i = 0; i < r.blocks.size(); ++i) {
-    s.lease_ok.blocks[i] = {s.keys[i], block_checksum(l, st.region.base, static_cast<int32_t>(r.blocks[i]))};
+    ls.lease_ok.blocks[i] = {ls.keys[i],
+                             block_checksum(l, st.region.base, static_cast<int32_t>(r.blocks[i]))};
     // The shared bytes cannot be corrupted for one reader, so the fault makes the checksum lie.
     if (fault.kind == TransferConfig::Fault::kCorrupt && i == static_cast<size_t>(fault.block))
-      s.lease_ok.blocks[i].checksum ^= 1;
+      ls.lease_ok.blocks[i].checksum ^= 1;
   }
-  s.held.emplace(r.xfer_id,
-                 ShmSession::Held{std::move(*lease), std::chrono::steady_clock::now() + st.cfg.io_timeout});
-  s.frame.clear();
-  (void)wire::encode(s.lease_ok, s.frame);  // n <= kMaxLeaseBlocks: the decoder checked
-  if (!co_await send_frame(s, s.frame, st.cfg.io_timeout)) co_return false;
+  ls.held.emplace(r.xfer_id,
+                  Leases::Held{std::move(*lease), std::chrono::steady_clock::now() + st.cfg.io_timeout});
+  ls.frame.clear();
+  (void)wire::encode(ls.lease_ok, ls.frame);  // n <= kMaxLeaseBlocks: the decoder checked
+  if (!co_await send_frame(s, ls.frame, st.cfg.io_timeout)) co_return false;
   // The truncate fault: the connection ends while the reader copies, so no DONE_OK ever comes.
   co_return !(fault.kind == TransferConfig::Fault::kTruncate &&
               static_cast<size_t>(fault.block) < r.blocks.size());
 }
 
-asio::awaitable<void> serve_shm(std::shared_ptr<State> st, unix_stream::socket sock) {
-  ShmSession s(std::move(sock));
-  st->live_unix.insert(&s.sock);
-  try {
-    if (co_await handshake(s, *st)) {
-      const uint32_t max_blocks = std::min<uint32_t>(wire::kMaxLeaseBlocks, st->region.layout.n_blocks);
-      for (;;) {
-        s.arm_for_leases();
-        const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
-        if (!h) {
-          if (h.error() == XferError::kProtocol)
-            co_await send_error(s, *st, XferError::kProtocol, "bad frame");
-          break;
-        }
-        if (h->type == wire::FrameType::kLease) {
-          if (!wire::decode(s.payload, max_blocks, s.lease)) {
-            co_await send_error(s, *st, XferError::kProtocol, "bad LEASE");
-            break;
-          }
-          if (!co_await serve_lease(s, *st)) break;
-        } else if (h->type == wire::FrameType::kDone) {
-          wire::Done d;
-          if (!wire::decode(s.payload, d) || s.held.erase(d.xfer_id) == 0) {
-            co_await send_error(s, *st, XferError::kProtocol, "bad DONE");
-            break;
-          }
-          s.frame.clear();
-          wire::encode(wire::DoneOk{d.xfer_id}, s.frame);
-          if (!co_await send_frame(s, s.frame, st->cfg.io_timeout)) break;
-        } else if (h->type == wire::FrameType::kRelease) {
-          wire::Release rel;
-          if (!wire::decode(s.payload, rel)) {
-            co_await send_error(s, *st, XferError::kProtocol, "bad RELEASE");
-            break;
-          }
-          if (st->on_release) st->on_release(rel.request_id, static_cast<ReleaseOutcome>(rel.outcome));
-        } else {
-          co_await send_error(s, *st, XferError::kProtocol, "unexpected frame");
-          break;
-        }
-      }
-    }
-  } catch (const std::exception&) {
-    // As for tcp: this connection ends, the server goes on.
+// UCX_INFO -> UCX_INFO_OK: what a UCX reader needs, only after AUTH_OK.
+asio::awaitable<bool> serve_ucx_info(Session& s, State& st) {
+  wire::UcxInfoOk info{reinterpret_cast<uint64_t>(st.region.base), st.ucx->address(), st.ucx_region->rkey()};
+  s.leases.frame.clear();
+  if (!wire::encode(info, s.leases.frame)) {  // UCX blobs over the cap: refuse rather than cut them
+    co_await send_error(s, st, XferError::kIncompatible, "UCX address or rkey too large");
+    co_return false;
   }
-  s.held.clear();  // the leases end with the connection
-  st->live_unix.erase(&s.sock);
+  co_return co_await send_frame(s, s.leases.frame, st.cfg.io_timeout);
+}
+
+// After the handshake: READ (tcp), LEASE / DONE (shm; tcp when ucx is offered), UCX_INFO (tcp when
+// ucx is offered) and RELEASE, until the connection ends or misbehaves.
+template <class S>
+asio::awaitable<void> serve_frames(S& s, State& st) {
+  constexpr bool kTcp = std::is_same_v<S, Session>;
+  const bool leases = !kTcp || st.ucx != nullptr;
+  const uint32_t max_read = std::min<uint32_t>(wire::kMaxReadBlocks, st.region.layout.n_blocks);
+  const uint32_t max_lease = std::min<uint32_t>(wire::kMaxLeaseBlocks, st.region.layout.n_blocks);
+  for (;;) {
+    s.leases.arm(s.deadline);
+    const auto h = co_await read_control_frame(s.sock, s.deadline, s.payload, false);
+    if (!h) {
+      if (h.error() == XferError::kProtocol) co_await send_error(s, st, XferError::kProtocol, "bad frame");
+      co_return;
+    }
+    const auto bad = [&](const char* what) -> asio::awaitable<void> {
+      co_await send_error(s, st, XferError::kProtocol, what);
+    };
+    switch (h->type) {
+      case wire::FrameType::kRead:
+        if constexpr (kTcp) {
+          if (!wire::decode(s.payload, max_read, s.read)) co_return co_await bad("bad READ");
+          if (!co_await serve_read(s, st)) co_return;
+          continue;
+        }
+        break;
+      case wire::FrameType::kLease:
+        if (!leases) break;
+        if (!wire::decode(s.payload, max_lease, s.leases.lease)) co_return co_await bad("bad LEASE");
+        if (!co_await serve_lease(s, st)) co_return;
+        continue;
+      case wire::FrameType::kDone: {
+        if (!leases) break;
+        wire::Done d;
+        if (!wire::decode(s.payload, d) || s.leases.held.erase(d.xfer_id) == 0)
+          co_return co_await bad("bad DONE");
+        s.leases.frame.clear();
+        wire::encode(wire::DoneOk{d.xfer_id}, s.leases.frame);
+        if (!co_await send_frame(s, s.leases.frame, st.cfg.io_timeout)) co_return;
+        continue;
+      }
+      case wire::FrameType::kUcxInfo:
+        if constexpr (kTcp) {
+          wire::UcxInfo req;
+          if (!st.ucx) break;
+          if (!wire::decode(s.payload, req)) co_return co_await bad("bad UCX_INFO");
+          if (!co_await serve_ucx_info(s, st)) co_return;
+          continue;
+        }
+        break;
+      case wire::FrameType::kRelease: {
+        wire::Release rel;
+        if (!wire::decode(s.payload, rel)) co_return co_await bad("bad RELEASE");
+        if (st.on_release) st.on_release(rel.request_id, static_cast<ReleaseOutcome>(rel.outcome));
+        continue;
+      }
+      default:
+        break;
+    }
+    co_return co_await bad("unexpected frame");
+  }
+}
+
+std::unordered_set<tcp::socket*>& live_set(State& st, tcp::socket*) {
+  return st.live;
+}
+std::unordered_set<unix_stream::socket*>& live_set(State& st, unix_stream::socket*) {
+  return st.live_unix;
+}
+
+// One connection, TCP or Unix: handshake, then its frames; its leases end with it.
+template <class S, class Socket>
+asio::awaitable<void> serve(std::shared_ptr<State> st, Socket sock) {
+  S s(std::move(sock));
+  auto& live = live_set(*st, &s.sock);
+  live.insert(&s.sock);
+  try {
+    if constexpr (std::is_same_v<S, Session>) set_transfer_options(s.sock, st->cfg.socket_buffer_bytes);
+    if (co_await handshake(s, *st)) co_await serve_frames(s, *st);
+  } catch (const std::exception&) {
+    // A failing random generator or allocation: this connection ends, the server goes on.
+  }
+  s.leases.held.clear();
+  live.erase(&s.sock);
   error_code ignored;
   s.sock.close(ignored);
 }
@@ -357,7 +378,7 @@ asio::awaitable<void> unix_accept_loop(std::shared_ptr<State> st) {
       if (st->stopped || ec == asio::error::operation_aborted) break;
       continue;
     }
-    asio::co_spawn(st->ex, serve_shm(st, std::move(sock)), asio::detached);
+    asio::co_spawn(st->ex, serve<ShmSession>(st, std::move(sock)), asio::detached);
   }
 }
 
@@ -369,7 +390,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
       if (st->stopped || ec == asio::error::operation_aborted) break;
       continue;  // e.g. out of descriptors for a moment; the listener stays
     }
-    asio::co_spawn(st->ex, serve(st, std::move(sock)), asio::detached);
+    asio::co_spawn(st->ex, serve<Session>(st, std::move(sock)), asio::detached);
   }
 }
 
@@ -430,6 +451,14 @@ void TransferServer::offer_shm(const SharedArena& arena) {
   st_->shm_name = name;
 }
 
+void TransferServer::offer_ucx() {
+  if (st_->ucx) fail("KV transfer: ucx offered twice");
+  const KvRegion& r = st_->region;
+  auto worker = std::make_unique<UcxWorker>(st_->ex, ucx_net_devices_for(st_->cfg.host));
+  st_->ucx_region = std::make_unique<UcxRegistration>(worker->context(), r.base, r.layout.arena_bytes());
+  st_->ucx = std::move(worker);
+}
+
 void TransferServer::start() {
   asio::co_spawn(st_->ex, accept_loop(st_), asio::detached);
   if (!st_->shm_name.empty()) asio::co_spawn(st_->ex, unix_accept_loop(st_), asio::detached);
@@ -443,6 +472,7 @@ void TransferServer::stop() {
     st->unix_acceptor.close(ignored);
     for (tcp::socket* s : st->live) s->close(ignored);
     for (unix_stream::socket* s : st->live_unix) s->close(ignored);
+    if (st->ucx) st->ucx->stop();
   });
 }
 

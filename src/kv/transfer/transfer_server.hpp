@@ -8,6 +8,9 @@
 // region, and a READ_DONE ends each READ. A READ naming an unknown request or an unpinned block gets
 // READ_DONE(error) before any data.
 //
+// With offer_ucx, HELLO says so and the TCP connection also serves UCX_INFO (the worker address, the
+// region's rkey and base) and LEASE / DONE as below; the bytes then move by UCX one-sided reads.
+//
 // With offer_shm, the same handshake is also served on the abstract Unix socket
 // "\0llmd-kvt/<engine_id>", whose AUTH_OK carries the arena's memfd (read-only), and that socket then
 // serves LEASE / DONE / RELEASE: a LEASE leases the blocks until its DONE (answered DONE_OK), the
@@ -51,6 +54,13 @@ class TransferServer {
   // llmd::Error when the arena is not the region's, the socket name is taken (another server with
   // this engine id), or the arena cannot be reopened read-only. The arena must outlive the server.
   void offer_shm(const SharedArena& arena);
+
+  // Offers the ucx backend: a UCX worker progressed on the server's executor, with the region
+  // registered for remote reads. Peers then ask for its address and rkey (UCX_INFO) on their TCP
+  // connection and read by LEASE / DONE there. UCX's own network devices are limited to the one
+  // holding config.host (all of them for a wildcard). Call before start(); throws llmd::Error when
+  // UCX cannot be initialised or the region registered.
+  void offer_ucx();
 
   void start();
   // Closes the listener and every connection (leases end as their writes fail). Any thread.
