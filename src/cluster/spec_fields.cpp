@@ -4,6 +4,7 @@
 #include <array>
 
 #include "cluster/k8s_names.hpp"
+#include "cluster/spec_keys.hpp"
 
 namespace llmd::cluster {
 namespace {
@@ -22,7 +23,7 @@ std::string quantity(const Field& f, std::string_view example) {
 }
 
 Resources parse_resources(const Field& f) {
-  f.expect_keys({"cpu", "memory", "gpu"});
+  f.expect_keys(keys::kResources);
   Resources r;
   if (auto v = f.get("cpu")) r.cpu = quantity(*v, "500m or 2");
   if (auto v = f.get("memory")) r.memory = quantity(*v, "512Mi or 4Gi");
@@ -31,7 +32,7 @@ Resources parse_resources(const Field& f) {
 }
 
 Toleration parse_toleration(const Field& f) {
-  f.expect_keys({"key", "operator", "value", "effect", "tolerationSeconds"});
+  f.expect_keys(keys::kToleration);
   Toleration t;
   if (auto v = f.get("key")) {
     t.key = v->string();

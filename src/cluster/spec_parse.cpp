@@ -12,6 +12,7 @@
 #include "cluster/router_config.hpp"
 #include "cluster/spec.hpp"
 #include "cluster/spec_fields.hpp"
+#include "cluster/spec_keys.hpp"
 #include "cluster/yaml_field.hpp"
 #include "cluster/yaml_value.hpp"
 #include "common/error.hpp"
@@ -33,12 +34,11 @@ std::string read_text(const fs::path& p) {
 }
 
 void parse_metadata(const Field& f, InferenceCluster& c) {
-  f.expect_keys({"name", "namespace"});
-  const std::optional<Field> name = f.get("name");
-  if (!name) f.fail("name: required");
-  c.name = name->string();
+  f.expect_keys(keys::kMetadata);
+  const Field name = f.require("name");
+  c.name = name.string();
   if (!is_dns1123_label(c.name) || c.name.size() > kMaxNameLength || !(c.name[0] >= 'a' && c.name[0] <= 'z'))
-    name->fail(
+    name.fail(
         "must be a DNS-1123 label of at most {} characters starting with a letter (a-z, 0-9 and '-') (got "
         "{})",
         kMaxNameLength, quote(c.name));
@@ -49,7 +49,7 @@ void parse_metadata(const Field& f, InferenceCluster& c) {
 }
 
 ModelSpec parse_model(const Field& f, const InferenceCluster& c, const fs::path& base_dir) {
-  f.expect_keys({"path", "sim", "servedName", "volume"});
+  f.expect_keys(keys::kModel);
   ModelSpec m;
   if (auto v = f.get("path")) {
     m.path = non_empty(*v);
@@ -63,7 +63,7 @@ ModelSpec parse_model(const Field& f, const InferenceCluster& c, const fs::path&
     m.served_name =
         m.path.empty() ? std::string(ModelSpec::kDefaultSimServedName) : fs::path(m.path).stem().string();
   if (auto v = f.get("volume")) {
-    v->expect_keys({"claimName", "hostPath"});
+    v->expect_keys(keys::kModelVolume);
     if (m.path.empty()) v->fail("needs spec.model.path (the file to find in it)");
     ModelVolume vol;
     if (auto claim = v->get("claimName")) {
@@ -86,8 +86,7 @@ ModelSpec parse_model(const Field& f, const InferenceCluster& c, const fs::path&
 }
 
 Pool parse_pool(const Field& f, Role role) {
-  f.expect_keys(
-      {"replicas", "args", "resources", "nodeSelector", "tolerations", "terminationGracePeriodSeconds"});
+  f.expect_keys(keys::kPool);
   Pool p;
   p.role = role;
   if (auto v = f.get("replicas")) p.replicas = int_in(*v, 0, kMaxReplicas);
@@ -106,8 +105,8 @@ void parse_pools(const Field& spec, InferenceCluster& c) {
     return;
   }
   if (!pre && !dec) spec.fail("needs spec.aggregated, or spec.prefill and spec.decode");
-  if (!dec) spec.fail("decode: required with spec.prefill");
-  if (!pre) spec.fail("prefill: required with spec.decode");
+  if (!dec) throw Error("spec.decode: required with spec.prefill");
+  if (!pre) throw Error("spec.prefill: required with spec.decode");
   c.pools.push_back(parse_pool(*pre, Role::kPrefill));
   c.pools.push_back(parse_pool(*dec, Role::kDecode));
 }
@@ -116,7 +115,7 @@ TransportSpec parse_transport(const std::optional<Field>& f, const InferenceClus
   TransportSpec t;
   t.secret_ref = c.name + "-kv-transfer";
   if (!f) return t;
-  f->expect_keys({"type", "secretRef"});
+  f->expect_keys(keys::kTransport);
   if (auto v = f->get("type")) {
     const std::string s = v->string();
     if (s == "tcp")
@@ -141,20 +140,19 @@ TransportSpec parse_transport(const std::optional<Field>& f, const InferenceClus
 CacheSpec parse_cache(const std::optional<Field>& f) {
   CacheSpec cache;
   if (!f) return cache;
-  f->expect_keys({"tiers", "kvstore"});
+  f->expect_keys(keys::kCache);
   if (auto ks = f->get("kvstore")) {
-    ks->expect_keys({"replicas", "resources", "nodeSelector", "tolerations"});
+    ks->expect_keys(keys::kKvStore);
     if (auto v = ks->get("replicas")) cache.kvstore.replicas = int_in(*v, 0, kMaxReplicas);
     cache.kvstore.placement = parse_placement(*ks);
   }
   const std::optional<Field> tiers = f->get("tiers");
   if (!tiers) return cache;
   for (const Field& item : tiers->items()) {
-    item.expect_keys({"type", "size"});
+    item.expect_keys(keys::kTier);
     CacheTier t;
-    const std::optional<Field> type = item.get("type");
-    if (!type) item.fail("type: required");
-    const std::string name = type->string();
+    const Field type = item.require("type");
+    const std::string name = type.string();
     if (name == "host")
       t.type = TierType::kHost;
     else if (name == "disk")
@@ -162,21 +160,20 @@ CacheSpec parse_cache(const std::optional<Field>& f) {
     else if (name == "remote")
       t.type = TierType::kRemote;
     else
-      type->fail("must be one of host, disk, remote (got {})", quote(name));
+      type.fail("must be one of host, disk, remote (got {})", quote(name));
     if (!cache.tiers.empty()) {
       const TierType prev = cache.tiers.back().type;
-      if (prev == t.type) type->fail("{} is listed twice", quote(name));
+      if (prev == t.type) type.fail("{} is listed twice", quote(name));
       // Blocks flow down the tiers (DESIGN.md): the list says that order.
       if (prev > t.type)
-        type->fail("tiers go in the order host, disk, remote ({} after {})", quote(name),
-                   quote(tier_name(prev)));
+        type.fail("tiers go in the order host, disk, remote ({} after {})", quote(name),
+                  quote(tier_name(prev)));
     }
-    const std::optional<Field> size = item.get("size");
-    if (!size) item.fail("size: required");
-    t.size = size->string();
+    const Field size = item.require("size");
+    t.size = size.string();
     const std::optional<double> bytes = parse_quantity(t.size);
-    if (!bytes) size->fail("must be a Kubernetes quantity such as 8Gi (got {})", quote(t.size));
-    if (!(*bytes > 0)) size->fail("must be > 0 (got {})", quote(t.size));
+    if (!bytes) size.fail("must be a Kubernetes quantity such as 8Gi (got {})", quote(t.size));
+    if (!(*bytes > 0)) size.fail("must be > 0 (got {})", quote(t.size));
     if (t.type == TierType::kRemote && cache.kvstore.replicas == 0)
       item.fail("the remote tier needs spec.cache.kvstore.replicas > 0");
     cache.tiers.push_back(std::move(t));
@@ -215,7 +212,7 @@ RouterSpec parse_router(const std::optional<Field>& f, const InferenceCluster& c
   RouterSpec r;
   std::optional<Field> config, file;
   if (f) {
-    f->expect_keys({"config", "configFile", "replicas", "args", "resources", "nodeSelector", "tolerations"});
+    f->expect_keys(keys::kRouter);
     config = f->get("config");
     file = f->get("configFile");
     if (config && file) f->fail("set config or configFile, not both");
@@ -249,15 +246,13 @@ RouterSpec parse_router(const std::optional<Field>& f, const InferenceCluster& c
 }
 
 Autoscaling parse_autoscaling(const Field& f) {
-  f.expect_keys({"min", "max", "slo"});
+  f.expect_keys(keys::kAutoscaling);
   Autoscaling a;
   if (auto v = f.get("min")) a.min = int_in(*v, 0, kMaxReplicas);
-  const std::optional<Field> max = f.get("max");
-  if (!max) f.fail("max: required");
-  a.max = int_in(*max, 0, kMaxReplicas);
+  a.max = int_in(f.require("max"), 0, kMaxReplicas);
   if (a.min > a.max) f.get("min").value_or(f).fail("must be ≤ max ({} > {})", a.min, a.max);
   if (auto slo = f.get("slo")) {
-    slo->expect_keys({"ttftP90Ms", "itlP90Ms"});
+    slo->expect_keys(keys::kSlo);
     auto positive = [](const Field& v) {
       const double x = v.number();
       if (!(x > 0)) v.fail("must be > 0");
@@ -270,7 +265,7 @@ Autoscaling parse_autoscaling(const Field& f) {
 }
 
 void parse_all_autoscaling(const Field& f, InferenceCluster& c) {
-  f.expect_keys({"prefill", "decode", "aggregated"});
+  f.expect_keys(keys::kAutoscalingPools);
   for (Pool& p : c.pools) {
     const std::optional<Field> a = f.get(pool_key(p.role));
     if (!a) continue;
@@ -279,7 +274,7 @@ void parse_all_autoscaling(const Field& f, InferenceCluster& c) {
       throw Error(fmt::format("spec.{}.replicas: must be within spec.autoscaling.{} ({}..{})",
                               pool_key(p.role), pool_key(p.role), p.autoscaling->min, p.autoscaling->max));
   }
-  for (const std::string_view key : {"prefill", "decode", "aggregated"}) {
+  for (const std::string_view key : keys::kAutoscalingPools) {
     const std::optional<Field> a = f.get(key);
     bool matched = false;
     for (const Pool& p : c.pools) matched = matched || pool_key(p.role) == key;
@@ -291,29 +286,21 @@ InferenceCluster parse_document(const YAML::Node& doc, const fs::path& base_dir)
   if (!doc.IsMap() && !doc.IsNull())
     fail("the document must be a mapping (an InferenceCluster) (got {})", Field(doc, "").describe());
   const Field root(doc, "");
-  root.expect_keys({"apiVersion", "kind", "metadata", "spec"});
-  auto required = [&](std::string_view key) {
-    std::optional<Field> v = root.get(key);
-    if (!v) fail("{}: required", key);
-    return *v;
-  };
-  const Field api = required("apiVersion");
+  root.expect_keys(keys::kRoot);
+  const Field api = root.require("apiVersion");
   if (api.string() != kApiVersion) api.fail("must be {} (got {})", kApiVersion, quote(api.string()));
-  const Field kind = required("kind");
+  const Field kind = root.require("kind");
   if (kind.string() != kKind) kind.fail("must be {} (got {})", kKind, quote(kind.string()));
   InferenceCluster c;
-  parse_metadata(required("metadata"), c);
-  const Field spec = required("spec");
-  spec.expect_keys(
-      {"image", "model", "prefill", "decode", "aggregated", "transport", "cache", "router", "autoscaling"});
+  parse_metadata(root.require("metadata"), c);
+  const Field spec = root.require("spec");
+  spec.expect_keys(keys::kSpec);
   if (auto v = spec.get("image")) {
     c.image = non_empty(*v);
     if (c.image.find_first_of(" \t\n") != std::string::npos)
       v->fail("must be an image reference without spaces");
   }
-  const std::optional<Field> model = spec.get("model");
-  if (!model) spec.fail("model: required");
-  c.model = parse_model(*model, c, base_dir);
+  c.model = parse_model(spec.require("model"), c, base_dir);
   parse_pools(spec, c);
   c.transport = parse_transport(spec.get("transport"), c);
   c.cache = parse_cache(spec.get("cache"));

@@ -45,7 +45,7 @@ std::string Field::describe() const {
   }
 }
 
-void Field::expect_keys(std::initializer_list<std::string_view> keys) const {
+void Field::expect_keys(std::span<const std::string_view> keys) const {
   if (node_.IsNull()) return;
   if (!node_.IsMap()) fail("must be a mapping (got {})", describe());
   std::set<std::string> seen;
@@ -63,6 +63,14 @@ std::optional<Field> Field::get(std::string_view key) const {
   const YAML::Node v = node_[std::string(key)];
   if (!v.IsDefined()) return std::nullopt;
   return Field(v, path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key));
+}
+
+Field Field::require(std::string_view key) const {
+  std::optional<Field> v = get(key);
+  if (!v)
+    throw Error(path_.empty() ? fmt::format("{}: required", key)
+                              : fmt::format("{}.{}: required", path_, key));
+  return *v;
 }
 
 std::vector<Field> Field::items() const {

@@ -2,9 +2,9 @@
 // A node of a parsed YAML document together with its field path ("spec.decode.replicas"), read
 // strictly: a wrong type, an unknown or repeated key is an llmd::Error that starts with the path.
 #include <cstdint>
-#include <initializer_list>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,10 +23,12 @@ class Field {
   bool is_null() const { return node_.IsNull(); }
 
   // A mapping (null reads as an empty one) whose keys are all in `keys`, none twice.
-  void expect_keys(std::initializer_list<std::string_view> keys) const;
+  void expect_keys(std::span<const std::string_view> keys) const;
   // The value of `key` in a mapping checked by expect_keys; nullopt when absent.
   std::optional<Field> get(std::string_view key) const;
   bool has(std::string_view key) const { return get(key).has_value(); }
+  // get, or "<path>.<key>: required".
+  Field require(std::string_view key) const;
 
   // A list (null reads as an empty one) and its items, named path[i].
   std::vector<Field> items() const;
