@@ -15,7 +15,7 @@ std::vector<RenderedFile> render_kubernetes(const InferenceCluster& c) {
   std::vector<RenderedFile> out;
   yaml::Value kustomization =
       yaml::Value::map({{"apiVersion", "kustomize.config.k8s.io/v1beta1"}, {"kind", "Kustomization"}});
-  if (!c.namespace_.empty()) kustomization.set("namespace", c.namespace_);
+  if (!c.namespace_name.empty()) kustomization.set("namespace", c.namespace_name);
   yaml::Value& resources = kustomization.set("resources", yaml::Value::list());
   for (const k8s::Manifest& m : all) {
     resources.push(m.file);

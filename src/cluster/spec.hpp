@@ -141,7 +141,7 @@ struct RouterSpec {
 
 struct InferenceCluster {
   std::string name;
-  std::string namespace_;  // metadata.namespace; empty: wherever it is applied
+  std::string namespace_name;  // metadata.namespace; empty: wherever it is applied
   std::string image{kDefaultImage};
   ModelSpec model;
   std::vector<Pool> pools;  // prefill then decode, or one aggregated pool (role both)

@@ -43,8 +43,9 @@ void parse_metadata(const Field& f, InferenceCluster& c) {
         "{})",
         kMaxNameLength, quote(c.name));
   if (auto ns = f.get("namespace")) {
-    c.namespace_ = ns->string();
-    if (!is_dns1123_label(c.namespace_)) ns->fail("must be a DNS-1123 label (got {})", quote(c.namespace_));
+    c.namespace_name = ns->string();
+    if (!is_dns1123_label(c.namespace_name))
+      ns->fail("must be a DNS-1123 label (got {})", quote(c.namespace_name));
   }
 }
 
@@ -250,7 +251,10 @@ Autoscaling parse_autoscaling(const Field& f) {
   Autoscaling a;
   if (auto v = f.get("min")) a.min = int_in(*v, 0, kMaxReplicas);
   a.max = int_in(f.require("max"), 0, kMaxReplicas);
-  if (a.min > a.max) f.get("min").value_or(f).fail("must be ≤ max ({} > {})", a.min, a.max);
+  if (a.min > a.max) {
+    if (f.has("min")) f.require("min").fail("must be ≤ max ({} > {})", a.min, a.max);
+    f.require("max").fail("must be ≥ min, {} by default", Autoscaling::kDefaultMin);
+  }
   if (auto slo = f.get("slo")) {
     slo->expect_keys(keys::kSlo);
     auto positive = [](const Field& v) {

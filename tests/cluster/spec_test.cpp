@@ -83,6 +83,8 @@ TEST(SpecParse, BrokenSpecsNameTheirField) {
        "spec.autoscaling.aggregated.min: must be ≤ max (5 > 2)"},
       {doc(kSimAgg + "  autoscaling:\n    aggregated: {min: 1}\n"),
        "spec.autoscaling.aggregated.max: required"},
+      {doc("  model: {sim: true}\n  aggregated: {replicas: 0}\n  autoscaling:\n    aggregated: {max: 0}\n"),
+       "spec.autoscaling.aggregated.max: must be ≥ min, 1 by default"},
       {doc(kSimAgg + "  autoscaling:\n    aggregated: {max: 4, slo: {itlP90Ms: 0}}\n"),
        "spec.autoscaling.aggregated.slo.itlP90Ms: must be > 0"},
       {doc(kSimAgg + "  autoscaling:\n    aggregated: {max: 4, slo: {ttftP99Ms: 100}}\n"),
@@ -169,7 +171,7 @@ TEST(SpecParse, FillsDefaults) {
   const InferenceCluster c =
       parse_inference_cluster(doc("  model: {path: models/m.gguf}\n  prefill: {}\n  decode: {}\n"), "/specs");
   EXPECT_EQ(c.name, "t");
-  EXPECT_EQ(c.namespace_, "");
+  EXPECT_EQ(c.namespace_name, "");
   EXPECT_EQ(c.image, "ghcr.io/llmd/llmd:latest");
   EXPECT_EQ(c.model.path, "models/m.gguf");
   EXPECT_EQ(c.model.local_path, "/specs/models/m.gguf");
@@ -299,7 +301,7 @@ TEST(SpecExamples, Demo) {
 TEST(SpecExamples, Aggregated) {
   const InferenceCluster c = load_inference_cluster(kExamples / "aggregated.yaml");
   EXPECT_EQ(c.name, "chat");
-  EXPECT_EQ(c.namespace_, "llmd");
+  EXPECT_EQ(c.namespace_name, "llmd");
   EXPECT_EQ(c.image, "ghcr.io/llmd/llmd:v0.1.0");
   ASSERT_TRUE(c.model.volume);
   EXPECT_EQ(c.model.volume->claim_name, "llama-models");
