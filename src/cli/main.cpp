@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   llmd::cli::register_serve(app);
   llmd::cli::register_bench(app);
   llmd::cli::register_route(app);
+  llmd::cli::register_render(app);
   CLI::App* model = app.add_subcommand("model", "Model tools: inspect, synth, bench");
   model->require_subcommand(1);
   llmd::cli::register_model_inspect(*model);
