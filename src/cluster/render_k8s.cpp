@@ -1,13 +1,10 @@
 #include "cluster/render_k8s.hpp"
 
 #include "cluster/render_parts.hpp"
-#include "common/error.hpp"
 
 namespace llmd::cluster {
 
 std::vector<RenderedFile> render_kubernetes(const InferenceCluster& c) {
-  if (c.disaggregated() && c.transport.type == TransportType::kUcx)
-    fail("spec.transport.type: ucx is not built into llmd serve yet (it has tcp, shm and auto)");
   std::vector<k8s::Manifest> all;
   for (auto* part : {&k8s::render_servers, &k8s::render_router, &k8s::render_kvstore})
     for (k8s::Manifest& m : part(c)) all.push_back(std::move(m));

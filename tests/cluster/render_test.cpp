@@ -402,15 +402,23 @@ TEST(RenderK8s, HostPathVolumeAndUcx) {
   EXPECT_EQ(vol["hostPath"]["path"].as<std::string>(), "/srv/models");
   EXPECT_EQ(vol["hostPath"]["type"].as<std::string>(), "Directory");
 
-  const InferenceCluster ucx =
-      parse_inference_cluster(base + "  prefill: {}\n  decode: {}\n  transport: {type: ucx}\n", "/");
-  try {
-    render_kubernetes(ucx);
-    FAIL() << "rendered";
-  } catch (const Error& e) {
-    EXPECT_STREQ(e.what(),
-                 "spec.transport.type: ucx is not built into llmd serve yet (it has tcp, shm and auto)");
+  // ucx goes to every server as it is (pods on other nodes reach each other over the network).
+  const auto pd = render_kubernetes(
+      parse_inference_cluster(base + "  prefill: {}\n  decode: {}\n  transport: {type: ucx}\n", "/"));
+  int servers = 0;
+  for (const RenderedFile& f : pd) {
+    const YAML::Node n = YAML::Load(f.text);
+    if (!n["kind"] || n["kind"].as<std::string>() != "Deployment" ||
+        !n["spec"]["template"]["metadata"]["labels"]["llm-d.ai/role"])
+      continue;
+    const auto args = container_args(n["spec"]["template"]["spec"]["containers"][0]);
+    const auto it = std::find(args.begin(), args.end(), "--kv-transfer");
+    ASSERT_NE(it, args.end()) << f.name;
+    ASSERT_NE(it + 1, args.end());
+    EXPECT_EQ(*(it + 1), "ucx") << f.name;
+    ++servers;
   }
+  EXPECT_EQ(servers, 2);
 }
 
 TEST(RenderK8s, SameBytesEveryTime) {
