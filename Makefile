@@ -1,7 +1,6 @@
 # The two commands: `make run` and `make test` do all set-up on a fresh machine.
 BUILD ?= build
 JOBS ?= $(shell nproc)
-MODEL ?= ../shared/models/stories260K.gguf
 
 .PHONY: run test build deps configure format clean sdk-deps
 SDK_DIR := tests/server/sdk
@@ -17,9 +16,10 @@ configure: $(BUILD)/build.ninja
 build: deps configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Serves the demo model on 127.0.0.1:8000 (Ctrl-C stops it); the server prints a curl example.
+# The demo cluster (examples/demo.yaml: a prefill and a decode server of the demo model behind the
+# router) on 127.0.0.1:8000; Ctrl-C stops it. It prints a curl example.
 run: build
-	./$(BUILD)/llmd serve --model $(MODEL) --served-model-name stories260K --host 127.0.0.1 --port 8000
+	./$(BUILD)/llmd up examples/demo.yaml --port 8000
 
 # The OpenAI SDK test's node packages (pinned in package-lock.json); again only when the lock changes.
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json | deps

@@ -8,14 +8,17 @@
 # Two `llmd bench` run at once against the router: "long" (random prompts of --long-input tokens,
 # --long-output tokens out) and "chat" (--chat-input in, --chat-output out), each at its own Poisson
 # rate. Prints TTFT and ITL p50/p99 per class and setup, medians of --runs (fresh servers each run).
+# --pin gives each of the two servers a core of its own (taskset; cores 0 and 1), as separate machines
+# would have, in both setups alike; the router and the generators run on any core.
 #
 #   bench/pd_mixed.sh [--runs 3] [--threads 1] [--long-rate 0.5] [--chat-rate 2] [--long-input 1024]
-#                     [--long-output 4] [--chat-input 64] [--chat-output 48] [--seconds 30] [--build build]
+#                     [--long-output 4] [--chat-input 64] [--chat-output 48] [--seconds 30] [--pin]
+#                     [--build build]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=3 threads=1 long_rate=0.5 chat_rate=2 long_input=1024 long_output=4 chat_input=64 chat_output=48
-seconds=30 build="$root/build"
+seconds=30 build="$root/build" pin=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -28,7 +31,8 @@ while [[ $# -gt 0 ]]; do
     --chat-output) chat_output=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --pin) pin=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "pd_mixed: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -63,8 +67,10 @@ schedulingProfiles:
   plugins: [{pluginRef: decode-filter}, {pluginRef: queue-scorer}, {pluginRef: prefix-cache-scorer}]
 EOF
 
-serve() {  # port role
-  "$llmd" serve --model "$model" --served-model-name m --port "$1" --role "$2" --threads "$threads" \
+serve() {  # port role core
+  local on=()
+  [[ $pin == 1 ]] && on=(taskset -c "$3")
+  "${on[@]}" "$llmd" serve --model "$model" --served-model-name m --port "$1" --role "$2" --threads "$threads" \
     --num-kv-blocks 512 --kv-transfer-secret pd-bench >"$work/serve-$1.log" 2>&1 &
   pids+=($!)
 }
@@ -74,11 +80,11 @@ one_run() {  # setup
   local a b r
   a=$(free_port) b=$(free_port) r=$(free_port)
   if [[ $1 == pd ]]; then
-    serve "$a" prefill; serve "$b" decode
+    serve "$a" prefill 0; serve "$b" decode 1
     "$llmd" route --port "$r" --config "$work/pd.yaml" --tokenizer "$model" \
       --endpoints "127.0.0.1:$a;role=prefill,127.0.0.1:$b;role=decode" >"$work/route.log" 2>&1 &
   else
-    serve "$a" both; serve "$b" both
+    serve "$a" both 0; serve "$b" both 1
     "$llmd" route --port "$r" --tokenizer "$model" --endpoints "127.0.0.1:$a,127.0.0.1:$b" >"$work/route.log" 2>&1 &
   fi
   pids+=($!)
@@ -104,7 +110,8 @@ for _ in $(seq "$runs"); do
 done
 col() { printf '%s' "$1" | awk -v c="$2" 'NF {print $c}' | median; }
 echo "160m q8_0, $threads thread(s) per server, long: $long_input in / $long_output out at $long_rate req/s," \
-  "chat: $chat_input in / $chat_output out at $chat_rate req/s, $seconds s, medians of $runs; $(nproc) cores"
+  "chat: $chat_input in / $chat_output out at $chat_rate req/s, $seconds s, medians of $runs; $(nproc) cores" \
+  "$([[ $pin == 1 ]] && echo ', one core per server')"
 echo
 echo "| setup | long TTFT p50 ms | long TTFT p99 ms | chat TTFT p50 ms | chat TTFT p99 ms | chat ITL p50 ms | chat ITL p99 ms | failed |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"

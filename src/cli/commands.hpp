@@ -9,6 +9,7 @@ void register_serve(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_route(CLI::App& app);
 void register_render(CLI::App& app);
+void register_up(CLI::App& app);
 void register_model_inspect(CLI::App& model);
 void register_model_synth(CLI::App& model);
 void register_model_bench(CLI::App& model);

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   llmd::cli::register_bench(app);
   llmd::cli::register_route(app);
   llmd::cli::register_render(app);
+  llmd::cli::register_up(app);
   CLI::App* model = app.add_subcommand("model", "Model tools: inspect, synth, bench");
   model->require_subcommand(1);
   llmd::cli::register_model_inspect(*model);

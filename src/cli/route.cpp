@@ -33,7 +33,8 @@ struct RouteArgs {
   int32_t block_size = 16;
   int64_t scrape_ms = router::ScraperConfig::kDefaultInterval.count();
   int64_t staleness_ms = 2000;
-  int32_t extproc_port = -1;  // -1: no EPP
+  int32_t extproc_port = -1;    // -1: no EPP
+  double drain_timeout_s = 25;  // SIGTERM/SIGINT: how long proxied requests may take to finish
 };
 
 std::string read_file(const std::string& path, std::string_view flag) {
@@ -92,7 +93,9 @@ void run_route(RouteArgs& a) {
   std::signal(SIGINT, [](int) { g_route_stop.release(); });
   std::signal(SIGTERM, [](int) { g_route_stop.release(); });
   g_route_stop.acquire();
-  std::fprintf(stderr, "llmd route: stopping\n");
+  std::fprintf(stderr, "llmd route: stopping (finishing requests in progress for up to %g s)\n",
+               a.drain_timeout_s);
+  r.drain(std::chrono::milliseconds(static_cast<int64_t>(a.drain_timeout_s * 1000)));
   if (extproc) extproc->stop();
   discovery.stop();
   r.stop();
@@ -131,6 +134,10 @@ void register_route(CLI::App& app) {
          "--extproc-port", a->extproc_port,
          "Also serve Envoy's ext_proc (the Gateway API Inference Extension's EPP) on this port, e.g. 9002")
       ->check(CLI::Range(0, 65535));
+  cmd->add_option("--drain-timeout", a->drain_timeout_s,
+                  "On SIGTERM/SIGINT, seconds for requests in progress to finish before the router stops")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--api-key", a->router.api_key, "Require Authorization: Bearer KEY")
       ->envname("LLMD_API_KEY");
   cmd->callback([a] { run_route(*a); });

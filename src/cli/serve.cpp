@@ -62,6 +62,9 @@ struct ServeArgs {
   std::string kv_transfer_mode = "auto";
   std::string kv_transfer_advertise_host;  // empty: the bind address
   double kv_transfer_timeout_s = 30;
+  // SIGTERM/SIGINT: how long requests in progress may take to finish (below Kubernetes' default
+  // 30 s grace period, so the server ends before it is killed).
+  double drain_timeout_s = 25;
   std::string kv_transfer_fault;  // tests: corrupt:N or truncate:N (the N-th block of each read)
   SimArgs sim;
   CLI::Option* http_threads = nullptr;
@@ -215,8 +218,9 @@ void run_serve(ServeArgs& a) {
   std::signal(SIGINT, [](int) { g_stop.release(); });
   std::signal(SIGTERM, [](int) { g_stop.release(); });
   g_stop.acquire();
-  std::fprintf(stderr, "llmd serve: stopping\n");
-  srv.stop();
+  std::fprintf(stderr, "llmd serve: stopping (finishing requests in progress for up to %g s)\n",
+               a.drain_timeout_s);
+  srv.drain(std::chrono::milliseconds(static_cast<int64_t>(a.drain_timeout_s * 1000)));
 }
 
 }  // namespace
@@ -235,6 +239,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--api-key", a->serve.api_key, "Require this Bearer key on /v1/*")->envname("LLMD_API_KEY");
   cmd->add_option("--chat-template", a->chat_template, "Chat template: a built-in name or a Jinja file");
   cmd->add_option("--role", a->serve.role, "prefill, decode or both (P/D disaggregation)");
+  cmd->add_option("--drain-timeout", a->drain_timeout_s,
+                  "On SIGTERM/SIGINT, seconds for requests in progress to finish before the server stops")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--max-num-seqs", a->max_num_seqs, "Sequences in one step")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-enable-prefix-caching", a->no_prefix_caching, "Turn the prefix cache off");
   cmd->add_option("--kv-events-endpoint", a->kv_events_endpoint,

@@ -1,11 +1,11 @@
 // The model server pools: `llmd serve` Deployments and the headless Services that the router's
 // --endpoints-dns resolves to one address per ready pod.
-#include <cmath>
 #include <optional>
 
 #include "cluster/k8s_layout.hpp"
 #include "cluster/k8s_names.hpp"
 #include "cluster/render_parts.hpp"
+#include "cluster/serve_command.hpp"
 
 namespace llmd::cluster::k8s {
 namespace {
@@ -13,13 +13,6 @@ namespace {
 // Kubernetes starts a large model's pod long before it serves; allow 10 minutes of loading.
 constexpr int32_t kStartupPeriodSeconds = 5;
 constexpr int32_t kStartupFailures = 120;
-
-bool has_flag(const std::vector<std::string>& args, std::initializer_list<std::string_view> names) {
-  for (const std::string& a : args)
-    for (const std::string_view n : names)
-      if (a == n || a.starts_with(std::string(n) + "=")) return true;
-  return false;
-}
 
 // On Kubernetes the pods are apart: shared memory cannot reach another pod (each has its own
 // network namespace, so the Unix socket that passes the memfd is out of reach), so "shm" becomes
@@ -29,24 +22,16 @@ std::string_view kubernetes_transport(TransportType t) {
 }
 
 std::vector<std::string> serve_args(const InferenceCluster& c, const Pool& p) {
-  std::vector<std::string> a = {"serve"};
-  if (c.model.sim) a.push_back("--sim");
-  if (!c.model.path.empty()) a.insert(a.end(), {"--model", model_path_in_pod(c)});
-  a.insert(a.end(), {"--served-model-name", c.model.served_name, "--host", "0.0.0.0", "--port",
-                     std::to_string(kServerPort), "--role", std::string(role_name(p.role))});
-  // Compute threads default to every core of the node; a pod that asked for N cores gets N.
-  if (!c.model.sim && !p.placement.resources.cpu.empty() && !has_flag(p.args, {"-t", "--threads"})) {
-    const double cores = parse_quantity(p.placement.resources.cpu).value_or(0);
-    if (cores >= 1) a.insert(a.end(), {"--threads", std::to_string(static_cast<int64_t>(std::floor(cores)))});
-  }
-  if (c.disaggregated())
-    a.insert(a.end(), {"--kv-transfer", std::string(kubernetes_transport(c.transport.type)),
-                       "--kv-transfer-host", "0.0.0.0", "--kv-transfer-port", std::to_string(kKvTransferPort),
-                       "--kv-transfer-advertise-host", "$(" + std::string(kPodIpEnv) + ")"});
-  if (c.router.uses_kv_events)
-    a.insert(a.end(), {"--kv-events-endpoint", "tcp://0.0.0.0:" + std::to_string(kKvEventsPort)});
-  a.insert(a.end(), p.args.begin(), p.args.end());
-  return a;
+  ServeSite site;
+  if (!c.model.path.empty()) site.model_path = model_path_in_pod(c);
+  site.host = "0.0.0.0";
+  site.port = kServerPort;
+  site.transport = std::string(kubernetes_transport(c.transport.type));
+  site.kv_transfer_host = "0.0.0.0";
+  site.kv_transfer_port = kKvTransferPort;
+  site.advertise_host = "$(" + std::string(kPodIpEnv) + ")";
+  if (c.router.uses_kv_events) site.kv_events_endpoint = "tcp://0.0.0.0:" + std::to_string(kKvEventsPort);
+  return serve_command(c, p, site);
 }
 
 Value server_container(const InferenceCluster& c, const Pool& p) {

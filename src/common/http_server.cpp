@@ -127,6 +127,8 @@ struct Server::Impl {
   bool started = false;
   bool stopped = false;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> draining{false};  // drain(): no new connections, none kept alive
+  std::atomic<int> busy{0};           // requests between their head and their response's end
   std::uint16_t bound_port = 0;
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;  // run() until stop()
@@ -237,7 +239,11 @@ asio::awaitable<void> Connection::run() {
       break;
     }
     expires_never();  // the handler's own time is not limited; its writes are
-    if (!co_await serve(cfg.keep_alive && framing.keep_alive && !srv_.stopping)) break;
+    ++srv_.busy;
+    const bool more =
+        co_await serve(cfg.keep_alive && framing.keep_alive && !srv_.stopping && !srv_.draining);
+    --srv_.busy;
+    if (!more) break;
   }
   stream_.shutdown(tcp::socket::shutdown_both, ec);
   stream_.close(ec);
@@ -637,6 +643,22 @@ void Server::stop() {
   for (auto& ioc : s.iocs) ioc->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
+}
+
+void Server::drain(std::chrono::milliseconds grace) {
+  auto& s = *impl_;
+  if (s.started && !s.stopping) {
+    s.draining = true;
+    asio::post(s.acceptor.get_executor(), [&s] {
+      error_code ec;
+      s.acceptor.close(ec);
+    });
+    // Polled: this runs once, at shutdown, and a request's end needs no wake-up of its own.
+    const auto until = std::chrono::steady_clock::now() + grace;
+    while (s.busy > 0 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  stop();
 }
 
 std::uint16_t Server::port() const {

@@ -126,6 +126,9 @@ class Server {
   // Stops accepting, cancels every connection (handlers see cancelled() and their pops wake), waits
   // up to stop_grace for handlers to return, then tears down. Idempotent; never hangs.
   void stop();
+  // A graceful stop: stops accepting, lets the requests in progress finish (their connections then
+  // close instead of being kept alive) for up to `grace`, then stop(). Any thread.
+  void drain(std::chrono::milliseconds grace);
 
   std::uint16_t port() const;
   const ServerConfig& config() const;

@@ -344,6 +344,10 @@ void Router::stop() {
   if (server_) server_->stop();
 }
 
+void Router::drain(std::chrono::milliseconds grace) {
+  if (server_) server_->drain(grace);
+}
+
 uint16_t Router::port() const {
   return server_->port();
 }

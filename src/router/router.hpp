@@ -59,6 +59,8 @@ class Router {
 
   void start();
   void stop();
+  // Stops accepting and lets the requests being proxied finish for up to `grace`, then stop().
+  void drain(std::chrono::milliseconds grace);
   uint16_t port() const;
 
   // Parses an OpenAI body, keys its prompt and schedules it; kOther (models, tokenize: no prompt)

@@ -219,6 +219,9 @@ void OpenAiServer::start() {
 void OpenAiServer::stop() {
   http_.stop();
 }
+void OpenAiServer::drain(std::chrono::milliseconds grace) {
+  http_.drain(grace);
+}
 uint16_t OpenAiServer::port() const {
   return http_.port();
 }

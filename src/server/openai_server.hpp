@@ -39,6 +39,8 @@ class OpenAiServer {
 
   void start();
   void stop();
+  // Stops accepting and lets the requests in progress finish for up to `grace`, then stop().
+  void drain(std::chrono::milliseconds grace);
   uint16_t port() const;
   metrics::Registry& metrics();
 
