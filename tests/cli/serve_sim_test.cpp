@@ -218,5 +218,41 @@ TEST(ServeSim, BadFlagsAreOneErrorLine) {
   EXPECT_TRUE(small.err.starts_with("llmd: error:")) << small.err;
 }
 
+// SIGTERM drains: a stream in progress runs to its end, new connections are refused, and the
+// server then exits 0.
+TEST(ServeSim, SigtermLetsTheRequestsInProgressFinish) {
+  const uint16_t port = free_port();
+  Server s(
+      {"--sim", "--port", std::to_string(port), "--sim-decode-ms-per-step", "20", "--drain-timeout", "20"});
+  ASSERT_TRUE(s.wait_healthy(port, Clock::now() + 30s)) << s.err();
+  std::string streamed;
+  int status = 0;
+  std::thread client([&] {
+    const json body = {{"prompt", kPrompt}, {"max_tokens", 40}, {"stream", true}, {"ignore_eos", true}};
+    status = http::fetch_stream("127.0.0.1", port, "POST", "/v1/completions", body.dump(),
+                                {{"Content-Type", "application/json"}},
+                                [&](std::string_view c) {
+                                  streamed += c;
+                                  return true;
+                                })
+                 .status;
+  });
+  // Signalled once the stream is under way (40 steps of 20 ms: about 0.8 s to go).
+  const auto until = Clock::now() + 10s;
+  while (streamed.find("data: ") == std::string::npos && Clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(::kill(s.pid(), SIGTERM), 0);
+  std::this_thread::sleep_for(100ms);
+  EXPECT_THROW(http::fetch("127.0.0.1", port, "GET", "/health", {}, {}, quick()),
+               Error);  // no longer accepting
+  client.join();
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(streamed.find("data: [DONE]"), std::string::npos) << streamed;
+  int chunks = 0;
+  for (const std::string& l : lines(streamed)) chunks += l.starts_with("data: {") ? 1 : 0;
+  EXPECT_GE(chunks, 40);
+  EXPECT_EQ(s.stop(), 0) << s.err();
+}
+
 }  // namespace
 }  // namespace llmd::cli_test
