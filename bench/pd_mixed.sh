@@ -9,16 +9,19 @@
 # --long-output tokens out) and "chat" (--chat-input in, --chat-output out), each at its own Poisson
 # rate. Prints TTFT and ITL p50/p99 per class and setup, medians of --runs (fresh servers each run).
 # --pin gives each of the two servers a core of its own (taskset; cores 0 and 1), as separate machines
-# would have, in both setups alike; the router and the generators run on any core.
+# would have, in every setup alike; the router and the generators run on any core.
+# The decode server runs steps of at most --decode-batch-tokens tokens (--max-num-batched-tokens), so
+# the prefill work left on it (short chats, the last partial block of a pulled prompt) comes in small
+# chunks between decode steps; a third setup runs the two aggregated servers with the same budget.
 #
 #   bench/pd_mixed.sh [--runs 3] [--threads 1] [--long-rate 0.5] [--chat-rate 2] [--long-input 1024]
 #                     [--long-output 4] [--chat-input 64] [--chat-output 48] [--seconds 30] [--pin]
-#                     [--build build]
+#                     [--decode-batch-tokens 16] [--build build]
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 runs=3 threads=1 long_rate=0.5 chat_rate=2 long_input=1024 long_output=4 chat_input=64 chat_output=48
-seconds=30 build="$root/build" pin=0
+seconds=30 build="$root/build" pin=0 decode_batch=16
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -32,7 +35,8 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --pin) pin=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --decode-batch-tokens) decode_batch=$2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "pd_mixed: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -67,11 +71,12 @@ schedulingProfiles:
   plugins: [{pluginRef: decode-filter}, {pluginRef: queue-scorer}, {pluginRef: prefix-cache-scorer}]
 EOF
 
-serve() {  # port role core
-  local on=()
+serve() {  # port role core [max batched tokens]
+  local on=() budget=()
   [[ $pin == 1 ]] && on=(taskset -c "$3")
+  [[ -n ${4:-} ]] && budget=(--max-num-batched-tokens "$4")
   "${on[@]}" "$llmd" serve --model "$model" --served-model-name m --port "$1" --role "$2" --threads "$threads" \
-    --num-kv-blocks 512 --kv-transfer-secret pd-bench >"$work/serve-$1.log" 2>&1 &
+    --num-kv-blocks 512 --kv-transfer-secret pd-bench "${budget[@]}" >"$work/serve-$1.log" 2>&1 &
   pids+=($!)
 }
 
@@ -80,11 +85,13 @@ one_run() {  # setup
   local a b r
   a=$(free_port) b=$(free_port) r=$(free_port)
   if [[ $1 == pd ]]; then
-    serve "$a" prefill 0; serve "$b" decode 1
+    serve "$a" prefill 0; serve "$b" decode 1 "$decode_batch"
     "$llmd" route --port "$r" --config "$work/pd.yaml" --tokenizer "$model" \
       --endpoints "127.0.0.1:$a;role=prefill,127.0.0.1:$b;role=decode" >"$work/route.log" 2>&1 &
   else
-    serve "$a" both 0; serve "$b" both 1
+    local budget=""
+    [[ $1 == aggregated-small ]] && budget=$decode_batch
+    serve "$a" both 0 "$budget"; serve "$b" both 1 "$budget"
     "$llmd" route --port "$r" --tokenizer "$model" --endpoints "127.0.0.1:$a,127.0.0.1:$b" >"$work/route.log" 2>&1 &
   fi
   pids+=($!)
@@ -106,7 +113,7 @@ c['itl_ms']['p99'], l['requests_failed'] + c['requests_failed'])"
 
 declare -A res
 for _ in $(seq "$runs"); do
-  for setup in aggregated pd; do res[$setup]+="$(one_run "$setup")"$'\n'; done
+  for setup in aggregated aggregated-small pd; do res[$setup]+="$(one_run "$setup")"$'\n'; done
 done
 col() { printf '%s' "$1" | awk -v c="$2" 'NF {print $c}' | median; }
 echo "160m q8_0, $threads thread(s) per server, long: $long_input in / $long_output out at $long_rate req/s," \
@@ -115,9 +122,13 @@ echo "160m q8_0, $threads thread(s) per server, long: $long_input in / $long_out
 echo
 echo "| setup | long TTFT p50 ms | long TTFT p99 ms | chat TTFT p50 ms | chat TTFT p99 ms | chat ITL p50 ms | chat ITL p99 ms | failed |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for setup in aggregated pd; do
+for setup in aggregated aggregated-small pd; do
   v=${res[$setup]}
-  label=$([[ $setup == pd ]] && echo "1 prefill + 1 decode" || echo "2 aggregated")
+  case $setup in
+    pd) label="1 prefill + 1 decode ($decode_batch-token decode steps)" ;;
+    aggregated-small) label="2 aggregated ($decode_batch-token steps)" ;;
+    *) label="2 aggregated" ;;
+  esac
   printf '| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %d |\n' "$label" "$(col "$v" 1)" "$(col "$v" 2)" \
     "$(col "$v" 3)" "$(col "$v" 4)" "$(col "$v" 5)" "$(col "$v" 6)" \
     "$(printf '%s' "$v" | awk 'NF {s += $7} END {print s}')"

@@ -192,13 +192,38 @@ void Engine::loop() {
   }
 }
 
+namespace {
+
+// The keys of every block that holds the prompt: the full blocks' chained keys, and the last block
+// (partial, or full) keyed over the prompt tokens it holds. Both legs compute the same keys for the
+// same tokens, and a partial block's key (over fewer tokens) is never a full block's.
+std::vector<BlockHash> prompt_block_keys(const Sequence& s, int32_t bs) {
+  const int32_t n = (s.n_prompt + bs - 1) / bs;
+  std::vector<BlockHash> keys;
+  keys.reserve(static_cast<size_t>(n));
+  for (int32_t i = 0; i < n; ++i) {
+    if (static_cast<size_t>(i) < s.hashes.size()) {
+      keys.push_back(s.hashes[i]);
+      continue;
+    }
+    const int32_t len = std::min(bs, s.n_prompt - i * bs);
+    keys.push_back(block_hash(i == 0 ? s.root : keys[i - 1],
+                              std::span(s.tokens).subspan(static_cast<size_t>(i) * bs, len)));
+  }
+  return keys;
+}
+
+}  // namespace
+
 void Engine::pin(Sequence& s, RequestOutput& out) {
-  // The prompt's full blocks, all computed (the request finished) and, with prefix caching, keyed.
-  const auto n = static_cast<size_t>(s.n_prompt / blocks_.block_size());
+  // Every block of the prompt, the last (partial) one too, all computed (the request finished): the
+  // decode leg then computes only the last token, as vLLM's decode does.
+  const int32_t bs = blocks_.block_size();
+  const auto n = static_cast<size_t>((s.n_prompt + bs - 1) / bs);
   std::vector<int32_t> blocks(s.blocks.begin(), s.blocks.begin() + static_cast<std::ptrdiff_t>(n));
   if (!pins_.pin(s.spec.kv_pin_id, blocks, std::chrono::steady_clock::now() + cfg_.kv_pin_timeout)) return;
   blocks_.ref(blocks);  // the sequence's own references go when it is removed; these stay
-  if (cfg_.kv_pins) cfg_.kv_pins->pinned(s.spec.kv_pin_id, blocks, std::span(s.hashes).first(n));
+  if (cfg_.kv_pins) cfg_.kv_pins->pinned(s.spec.kv_pin_id, blocks, prompt_block_keys(s, bs));
   out.kv_pinned_blocks = std::move(blocks);
 }
 
@@ -228,25 +253,31 @@ void Engine::unpin(const std::vector<std::string>& released) {
 }
 
 // The decode leg: the prompt's leading full blocks this engine already holds are prefix hits; the
-// rest of those the prefill server holds are pulled into newly allocated blocks. Whatever is not
-// pulled (the last token at least: its logits are needed) is computed as usual.
+// rest of the prompt's blocks the prefill server holds are pulled into newly allocated blocks. The
+// last block (the one holding the last prompt token) is pulled into a block of the sequence's own,
+// not a prefix-cache one: the last token is computed again here, for its logits. Whatever is not
+// pulled is computed as usual.
 void Engine::start_pull(std::unique_ptr<Sequence> s) {
   const RemoteBlocks& remote = *s->spec.kv_remote;
   const int32_t bs = blocks_.block_size();
-  const auto n = std::min<size_t>(static_cast<size_t>((s->n_prompt - 1) / bs), remote.block_ids.size());
-  if (n == 0) {  // nothing worth pulling: an ordinary request
+  const int32_t tail = (s->n_prompt - 1) / bs;  // the block of the last prompt token
+  const auto n = std::min<size_t>(static_cast<size_t>(tail) + 1, remote.block_ids.size());
+  if (n == 0 || s->n_prompt == 0) {  // nothing worth pulling: an ordinary request
     cfg_.kv_puller->release(remote);
     sched_.add(std::move(s));
     return;
   }
-  hash_blocks(s->root, std::span(s->tokens).first(n * bs), bs, s->hashes);
+  const std::vector<BlockHash> keys = prompt_block_keys(*s, bs);
+  const size_t n_full = std::min<size_t>(n, static_cast<size_t>(tail));  // keyed prefix-cache blocks
+  s->hashes.assign(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(n_full));
   const int32_t local = blocks_.acquire_cached_prefix(s->hashes, s->blocks, s->n_prompt);
   std::vector<KvBlockPair> pairs;
   for (size_t i = static_cast<size_t>(local); i < n; ++i) {
+    if (i == static_cast<size_t>(tail) && s->blocks.size() != static_cast<size_t>(tail)) break;
     const auto b = blocks_.allocate();
     if (!b) break;  // the cache is full: pull fewer, compute the rest
     s->blocks.push_back(*b);
-    pairs.push_back({remote.block_ids[i], *b, s->hashes[i]});
+    pairs.push_back({remote.block_ids[i], *b, keys[i]});
   }
   s->n_computed = s->n_cached = local * bs;
   s->n_committed = local;
@@ -290,18 +321,22 @@ void Engine::pulled(uint64_t id, bool ok) {
     }
     return;
   }
-  // Arrived: keyed as if computed here, so later requests reuse them (and KV events announce them).
+  // Arrived: the full blocks are keyed as if computed here, so later requests reuse them (and KV
+  // events announce them); the last prompt block stays the sequence's own until it is full.
   const int32_t bs = blocks_.block_size();
   const auto n = static_cast<int32_t>(s->blocks.size());
-  for (int32_t i = s->n_committed; i < n; ++i)
+  const int32_t tail = (s->n_prompt - 1) / bs;
+  const bool with_tail = n > tail;
+  const int32_t full = with_tail ? tail : n;
+  for (int32_t i = s->n_committed; i < full; ++i)
     blocks_.commit_full_block(s->blocks[i], s->hashes[i], i ? &s->hashes[i - 1] : nullptr,
                               std::span(s->tokens).subspan(static_cast<size_t>(i) * bs, bs));
   {
     std::lock_guard lock(stats_mu_);
     stats_.kv_pulled_blocks += static_cast<uint64_t>(n - s->n_committed);
   }
-  s->n_committed = n;
-  s->n_computed = s->n_cached = n * bs;
+  s->n_committed = full;
+  s->n_computed = s->n_cached = with_tail ? s->n_prompt - 1 : n * bs;
   sched_.add(std::move(s));
 }
 

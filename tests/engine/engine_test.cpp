@@ -226,32 +226,35 @@ TEST(Engine, APrefillLegsBlocksStayPinnedUntilReleasedOrTimedOut) {
 
   RecordingPins sink;
   Fixture f(64, 8, true, 256, std::chrono::milliseconds(300), nullptr, &sink);
-  const auto n_full = prompt.size() / f.backend->block_size();
-  ASSERT_GE(n_full, 2u);
+  const auto bs = static_cast<size_t>(f.backend->block_size());
+  const auto n_blocks = (prompt.size() + bs - 1) / bs;  // the last one partial: pinned too
+  ASSERT_GE(n_blocks, 2u);
+  ASSERT_NE(prompt.size() % bs, 0u);
   Collector a;
   auto spec = greedy(prompt, 1, a);
   spec.kv_pin_id = "leg-a";
   ASSERT_TRUE(f.engine->submit(std::move(spec)));
   EXPECT_EQ(a.wait(), FinishReason::kLength);
   EXPECT_EQ(a.tokens(), std::vector<int32_t>{expected[0]});
-  ASSERT_EQ(a.last().kv_pinned_blocks.size(), n_full);
+  ASSERT_EQ(a.last().kv_pinned_blocks.size(), n_blocks);
   {
     std::lock_guard lock(sink.mu);  // told before the last output: with the blocks and their keys
     EXPECT_EQ(sink.pinned_blocks, a.last().kv_pinned_blocks);
+    // The full blocks' chained keys, then the partial block's over the tokens it holds.
     std::vector<BlockHash> keys;
     hash_blocks(root_hash("stories260K", ""), prompt, f.backend->block_size(), keys);
+    keys.push_back(block_hash(keys.back(), std::span(prompt).subspan(keys.size() * bs)));
     EXPECT_EQ(sink.pinned_keys, keys);
   }
   ASSERT_TRUE(
-      stats_become(*f.engine, [&](const EngineStats& s) { return s.kv_pinned_blocks == int64_t(n_full); }));
-  EXPECT_DOUBLE_EQ(f.engine->stats().kv_usage, double(n_full) / 64);
+      stats_become(*f.engine, [&](const EngineStats& s) { return s.kv_pinned_blocks == int64_t(n_blocks); }));
+  EXPECT_DOUBLE_EQ(f.engine->stats().kv_usage, double(n_blocks) / 64);
 
   // While pinned the blocks are prefix hits, and give the same tokens.
   Collector b;
   ASSERT_TRUE(f.engine->submit(greedy(prompt, 4, b)));
   EXPECT_EQ(b.wait(), FinishReason::kLength);
-  EXPECT_EQ(b.last().cached_tokens, int32_t(std::min(n_full, (prompt.size() - 1) / f.backend->block_size()) *
-                                            f.backend->block_size()));
+  EXPECT_EQ(b.last().cached_tokens, int32_t((prompt.size() / bs) * bs));  // the full blocks
   EXPECT_EQ(b.tokens(), expected);
 
   f.engine->kv_release("leg-a");
@@ -319,8 +322,9 @@ class CopyingPuller : public KvPuller {
   std::vector<std::thread> threads_;
 };
 
-// The decode leg of a disaggregated request: the blocks the prefill leg pinned are pulled, only the
-// tail is computed, and the tokens are those of the whole request on one server. A failed pull is
+// The decode leg of a disaggregated request: the blocks the prefill leg pinned are pulled (the last,
+// partial one too), only the last token is computed, and the tokens are those of the whole request
+// on one server. A failed pull is
 // computed here instead, to the same tokens; blocks held locally already are not pulled again.
 TEST(Engine, ADecodeLegPullsThePrefillsBlocksAndComputesOnlyTheTail) {
   const auto cases = golden();
@@ -336,8 +340,8 @@ TEST(Engine, ADecodeLegPullsThePrefillsBlocksAndComputesOnlyTheTail) {
   Fixture decode(64, 8, true, 256, std::chrono::seconds(30), &puller);
   puller.dst = decode.backend->kv_region();
   const int32_t bs = decode.backend->block_size();
-  const auto usable = static_cast<size_t>((prompt.size() - 1) / bs);
-  ASSERT_GE(usable, 2u);
+  const auto n_blocks = (prompt.size() + bs - 1) / bs;
+  ASSERT_GE(n_blocks, 3u);
 
   const auto leg = [&](const std::string& id) {
     Collector p;
@@ -357,19 +361,19 @@ TEST(Engine, ADecodeLegPullsThePrefillsBlocksAndComputesOnlyTheTail) {
   Collector d1;
   decode_leg(leg("one"), d1);
   EXPECT_EQ(d1.tokens(), ref.tokens());
-  EXPECT_EQ(d1.last().cached_tokens, int32_t(usable) * bs);
-  EXPECT_EQ(puller.pulled_blocks, usable);
+  EXPECT_EQ(d1.last().cached_tokens, int32_t(prompt.size()) - 1);
+  EXPECT_EQ(puller.pulled_blocks, n_blocks);
   ASSERT_TRUE(
-      stats_become(*decode.engine, [&](const EngineStats& s) { return s.kv_pulled_blocks == usable; }));
-  EXPECT_EQ(decode.engine->stats().computed_prompt_tokens, prompt.size() - usable * bs);
+      stats_become(*decode.engine, [&](const EngineStats& s) { return s.kv_pulled_blocks == n_blocks; }));
+  EXPECT_EQ(decode.engine->stats().computed_prompt_tokens, 1u);
   EXPECT_TRUE(stats_become(*prefill.engine, [](const EngineStats& s) { return s.kv_pins_released == 1; }));
 
-  // Held locally now: nothing is pulled, the prefill is told to free its pin at once.
+  // The full blocks are held locally now: only the last (a sequence's own, never cached) is pulled.
   Collector d2;
   decode_leg(leg("two"), d2);
   EXPECT_EQ(d2.tokens(), ref.tokens());
-  EXPECT_EQ(puller.pulled_blocks, usable);
-  EXPECT_EQ(puller.released, 1);
+  EXPECT_EQ(puller.pulled_blocks, n_blocks + 1);
+  EXPECT_EQ(puller.released, 0);
 
   // A failed pull: computed here, same tokens, counted.
   Fixture fresh(64, 8, true, 256, std::chrono::seconds(30), &puller);

@@ -115,26 +115,26 @@ TEST(TransferAgent, ADisaggregatedRequestGeneratesWhatOneServerDoes) {
 
   Server prefill(true), decode(true);
   const int32_t bs = decode.backend->block_size();
-  const auto usable = static_cast<uint64_t>((prompt.size() - 1) / bs);
-  ASSERT_GE(usable, 2u);
+  const auto n_blocks = static_cast<uint64_t>((prompt.size() + bs - 1) / bs);  // the last partial one too
+  ASSERT_GE(n_blocks, 3u);
 
   auto leg = spec(prompt, 1);
   leg.kv_pin_id = "req-1";
   Result first;
   prefill.run(std::move(leg), first);
-  ASSERT_EQ(first.last.kv_pinned_blocks.size(), prompt.size() / bs);
+  ASSERT_EQ(first.last.kv_pinned_blocks.size(), n_blocks);
 
   auto rest = spec(prompt, 12);
   rest.kv_remote = RemoteBlocks{prefill.agent->engine_id(), "127.0.0.1", prefill.agent->port(),
                                 first.last.kv_pinned_blocks, "req-1"};
   Result out;
   EXPECT_EQ(decode.run(std::move(rest), out), expected);
-  EXPECT_EQ(out.last.cached_tokens, int32_t(usable) * bs);
-  ASSERT_TRUE(decode.stats_become([&](const EngineStats& s) { return s.kv_pulled_blocks == usable; }));
-  EXPECT_EQ(decode.engine->stats().computed_prompt_tokens, prompt.size() - usable * bs);
+  EXPECT_EQ(out.last.cached_tokens, int32_t(prompt.size()) - 1);
+  ASSERT_TRUE(decode.stats_become([&](const EngineStats& s) { return s.kv_pulled_blocks == n_blocks; }));
+  EXPECT_EQ(decode.engine->stats().computed_prompt_tokens, 1u);  // the last token, for its logits
   EXPECT_EQ(decode.agent->stats().pulls_ok.load(), 1u);
   EXPECT_EQ(decode.agent->stats().bytes_pulled.load(),
-            usable * decode.backend->kv_region()->layout.block_bytes());
+            n_blocks * decode.backend->kv_region()->layout.block_bytes());
   // The decode side's RELEASE frees the prefill's pin.
   EXPECT_TRUE(prefill.stats_become([](const EngineStats& s) {
     return s.kv_pins_released == 1 && s.kv_pinned_blocks == 0 && s.kv_usage == 0;
