@@ -1,6 +1,6 @@
-// The shm transfer backend against a real TransferServer: the prefill's arena is a SharedArena, the
-// server listens on TCP and on its abstract Unix socket, the reader maps the memfd it receives.
-// Server and reader run on two threads of this process; every wait is bounded.
+// What only the shm backend does (transfer_leased_test.cpp has what it shares with ucx): the
+// prefill's arena is a SharedArena, the server listens on TCP and on its abstract Unix socket, the
+// reader maps the memfd it receives; leases seen by a reader by hand; the arena's seals.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -30,148 +30,12 @@ using namespace test_support;
 
 class TransferShm : public LeasedTransferTest<ShmBackend> {};
 
-TEST_F(TransferShm, PullIsByteEqualByEngineIdAndByAddress) {
-  start_server(config());
-  ASSERT_FALSE(server_->shm_name().empty());
-  for (PeerInfo info : {by_engine_id(), by_address()}) {
-    auto b = backend();
-    Peer& peer = prepare(*b, info);
-    const std::vector<std::byte> before = dst_;
-    const auto pairs = pin("req-1", {3, 7, 12, 39}, {0, 1, 2, 30});
-    ASSERT_TRUE(run(b->read(peer, "req-1", pairs)));
-    for (const BlockPair& p : pairs) EXPECT_TRUE(pulled(p)) << p.local;
-    for (int32_t other : {3, 4, 29, 31, 39})
-      EXPECT_TRUE(block_equal(small_layout(), dst_.data(), other, before.data(), other)) << other;
-    EXPECT_TRUE(peer.usable());
-    fill_random(dst_, 3);
-  }
-}
-
-TEST_F(TransferShm, SeveralReadsSequentialAndInFlightTogether) {
-  start_server(config());
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  ASSERT_TRUE(run(b->read(peer, "a", pin("a", {0, 1}, {10, 11}))));
-  ASSERT_TRUE(run(b->read(peer, "b", pin("b", {2}, {12}))));
-  EXPECT_TRUE(block_equal(small_layout(), dst_.data(), 12, src_.data(), 2));
-
-  constexpr int kReads = 8;
-  std::vector<std::vector<BlockPair>> jobs;
-  std::vector<std::string> ids;
-  for (int r = 0; r < kReads; ++r) {
-    ids.push_back(fmt::format("req-{}", r));
-    jobs.push_back(pin(ids.back(), {r * 4, r * 4 + 1, r * 4 + 2, r * 4 + 3},
-                       {39 - r * 4, 38 - r * 4, 37 - r * 4, 36 - r * 4}));
-  }
-  std::vector<std::optional<Result>> results(kReads);
-  for (int r = 0; r < kReads; ++r)
-    asio::co_spawn(client_io_, b->read(peer, ids[r], jobs[r]),
-                   [&results, r](std::exception_ptr, Result v) { results[r] = v; });
-  client_io_.restart();
-  const auto until = std::chrono::steady_clock::now() + 20s;
-  const auto all_done = [&] { return std::ranges::all_of(results, [](auto& x) { return x.has_value(); }); };
-  while (!all_done() && std::chrono::steady_clock::now() < until) client_io_.run_one_for(50ms);
-  ASSERT_TRUE(all_done());
-  for (int r = 0; r < kReads; ++r) {
-    EXPECT_TRUE(*results[r]) << r;
-    for (const BlockPair& p : jobs[r]) EXPECT_TRUE(pulled(p));
-  }
-}
-
-TEST_F(TransferShm, CorruptChecksumGivesChecksumAndThePeerStaysUsable) {
-  TransferConfig c = config();
-  c.fault = {TransferConfig::Fault::kCorrupt, 1};
-  start_server(c);
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  EXPECT_EQ(run(b->read(peer, "r", pin("r", {5, 6, 7}, {0, 1, 2}))), std::unexpected(XferError::kChecksum));
-  EXPECT_TRUE(peer.usable());
-  EXPECT_TRUE(pins_.unpin("r"));  // DONE ended the lease even though the read failed
-  EXPECT_TRUE(run(b->read(peer, "s", pin("s", {9}, {3}))));
-  EXPECT_TRUE(block_equal(small_layout(), dst_.data(), 3, src_.data(), 9));
-}
-
-TEST_F(TransferShm, NoDoneOkGivesTruncated) {
-  TransferConfig c = config();
-  c.fault = {TransferConfig::Fault::kTruncate, 0};
-  start_server(c);
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  EXPECT_EQ(run(b->read(peer, "r", pin("r", {5, 6}, {0, 1}))), std::unexpected(XferError::kTruncated));
-  EXPECT_FALSE(peer.usable());
-}
-
-TEST_F(TransferShm, WrongKeyGivesKeyMismatch) {
-  start_server(config());
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  auto pairs = pin("r", {5, 6}, {0, 1});
-  pairs[1].key.lo ^= 1;
-  EXPECT_EQ(run(b->read(peer, "r", pairs)), std::unexpected(XferError::kKeyMismatch));
-  EXPECT_TRUE(peer.usable());
-}
-
-TEST_F(TransferShm, UnknownRequestAndUnpinnedBlockAreRefused) {
-  start_server(config());
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  const std::vector<std::byte> before = dst_;
-  const auto pairs = pin("r", {5, 6}, {0, 1});
-  EXPECT_EQ(run(b->read(peer, "nope", pairs)), std::unexpected(XferError::kUnknownRequest));
-  std::vector<BlockPair> unpinned = pairs;
-  unpinned.push_back({8, 2, key_of(8)});
-  EXPECT_EQ(run(b->read(peer, "r", unpinned)), std::unexpected(XferError::kBadBlock));
-  const std::vector<BlockPair> outside = {{1000, 2, key_of(1000)}};
-  EXPECT_EQ(run(b->read(peer, "r", outside)), std::unexpected(XferError::kBadBlock));
-  EXPECT_EQ(dst_, before);
-  EXPECT_TRUE(pins_.unpin("r"));  // refused leases hold nothing
-  EXPECT_TRUE(peer.usable());
-}
-
-TEST_F(TransferShm, WrongSecretIsRefused) {
-  start_server(config("the-server-secret"));
-  auto b = backend(config("another-secret"));
-  const auto p = run(b->prepare(by_engine_id()));
-  ASSERT_FALSE(p);
-  EXPECT_EQ(p.error(), XferError::kAuth);
-  auto good = backend(config("the-server-secret"));
-  EXPECT_TRUE(run(good->prepare(by_engine_id())));
-}
-
-TEST_F(TransferShm, IncompatibleLayoutIsRefused) {
-  start_server(config());
-  KvLayout other = small_layout();
-  other.dtype = 1;
-  auto b = backend(config(), other);
-  EXPECT_EQ(run(b->prepare(by_engine_id())).error(), XferError::kIncompatible);
-  auto b2 = backend(config(), small_layout(), "fp:2");
-  EXPECT_EQ(run(b2->prepare(by_engine_id())).error(), XferError::kIncompatible);
-}
-
 TEST_F(TransferShm, WithoutAnArenaNoShmIsOfferedAndPrepareFailsToConnect) {
   start_server(config(), /*shm=*/false);
   EXPECT_TRUE(server_->shm_name().empty());
   auto b = backend();
   EXPECT_EQ(run(b->prepare(by_engine_id())).error(), XferError::kConnect);  // no Unix socket
   EXPECT_EQ(run(b->prepare(by_address())).error(), XferError::kConnect);    // HELLO names none
-}
-
-TEST_F(TransferShm, ReleaseReachesTheCallback) {
-  start_server(config());
-  auto b = backend();
-  Peer& peer = prepare(*b, by_engine_id());
-  ASSERT_TRUE(run(b->release(peer, "req-9", ReleaseOutcome::kPulled)));
-  const auto until = std::chrono::steady_clock::now() + 10s;
-  while (released_ == 0 && std::chrono::steady_clock::now() < until) {
-    client_io_.restart();
-    client_io_.poll();  // the RELEASE frame is written by the reader's io_context
-    std::this_thread::sleep_for(1ms);
-  }
-  ASSERT_EQ(released_, 1);
-  server_->stop();
-  work_.reset();
-  server_thread_.join();
-  EXPECT_EQ(released_id_, "req-9");
 }
 
 // A reader by hand on the Unix socket, to stop between LEASE_OK and DONE.
