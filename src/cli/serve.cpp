@@ -66,6 +66,7 @@ struct ServeArgs {
   // 30 s grace period, so the server ends before it is killed).
   double drain_timeout_s = 25;
   std::string kv_transfer_fault;  // tests: corrupt:N or truncate:N (the N-th block of each read)
+  std::string kv_transfer_allow;  // addresses/prefixes that may connect; empty: any with the secret
   SimArgs sim;
   CLI::Option* http_threads = nullptr;
 };
@@ -185,6 +186,7 @@ void run_serve(ServeArgs& a) {
     kv::transfer::TransferConfig tc = a.kv_transfer;
     if (tc.host.empty()) tc.host = sc.http.host;
     if (!a.kv_transfer_fault.empty()) tc.fault = parse_fault(a.kv_transfer_fault);
+    tc.allowed_peers = kv::transfer::PeerFilter::parse(a.kv_transfer_allow);
     agent = std::make_unique<kv::transfer::TransferAgent>(tc, *backend->kv_region(), fingerprint, mode,
                                                           backend->kv_shared_arena());
     ec.kv_puller = agent.get();
@@ -263,6 +265,10 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--kv-transfer-timeout", a->kv_transfer_timeout_s,
                   "P/D: seconds a prefill leg's blocks wait for the decode server")
       ->capture_default_str();
+  cmd->add_option(
+      "--kv-transfer-allow", a->kv_transfer_allow,
+      "P/D: the only peers the transfer listener lets in: addresses or CIDR prefixes, comma-separated "
+      "(e.g. the cluster's pod network); empty: any peer that has the secret");
   cmd->add_option("--kv-transfer-fault", a->kv_transfer_fault)->group("");  // tests: a transfer gone wrong
   a->http_threads = cmd->add_option("--http-threads", a->serve.http.io_threads,
                                     "HTTP I/O threads (default 2; 1 with --sim)")

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cluster/serve_command.hpp"
 #include "common/asio.hpp"
@@ -94,6 +95,9 @@ std::unique_ptr<Supervisor::Proc> Supervisor::make_server(Role role, int index) 
   site.kv_transfer_host = cfg_.host;
   site.kv_transfer_port = 0;
   p->args = serve_command(spec_, pool, site);
+  // Every server of the cluster is at this address: no other peer may connect for KV transfers.
+  if (spec_.disaggregated() && cfg_.host != "0.0.0.0" && cfg_.host != "::")
+    p->args.insert(p->args.end(), {"--kv-transfer-allow", cfg_.host});
   return p;
 }
 
@@ -108,7 +112,13 @@ bool Supervisor::healthy(const Proc& p) const {
   quick.connect_timeout = std::chrono::milliseconds(200);
   quick.io_timeout = std::chrono::milliseconds(1000);
   try {
-    return http::fetch(cfg_.host, p.port, "GET", "/health", {}, {}, quick).status == 200;
+    const http::ClientResponse r = http::fetch(cfg_.host, p.port, "GET", "/health", {}, {}, quick);
+    if (r.status != 200) return false;
+    if (p.role) return true;
+    // The router answers before it has scraped its endpoints; until then it has none fit to route
+    // to, and the cluster is not up for a first request.
+    const auto j = nlohmann::json::parse(r.body, nullptr, false);
+    return j.is_object() && j.value("endpoints", 0) > 0 && j.value("fit", 0) == j.value("endpoints", -1);
   } catch (const Error&) {
     return false;
   }

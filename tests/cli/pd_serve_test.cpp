@@ -225,6 +225,7 @@ TEST(PdServe, BadTransferFlagsAreOneErrorLine) {
       {{"--kv-transfer-fault", "melt:1"}, "--kv-transfer-fault"},
       {{"--kv-transfer-fault", "corrupt:x"}, "--kv-transfer-fault"},
       {{"--kv-transfer-host", "not an address"}, "not an address"},
+      {{"--kv-transfer-allow", "10.0.0.0/8,server-a"}, "--kv-transfer-allow: 'server-a'"},
   };
   for (const auto& [extra, want] : cases) {
     std::vector<std::string> args = base;

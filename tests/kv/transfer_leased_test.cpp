@@ -154,5 +154,27 @@ TYPED_TEST(LeasedTransfer, ReleaseReachesTheCallback) {
   EXPECT_EQ(this->released_id_, "req-9");
 }
 
+// --kv-transfer-allow: a peer outside the allowed addresses is hung up on before any handshake, by
+// TCP and on the Unix socket (a local process counts as 127.0.0.1); one inside gets in.
+TYPED_TEST(LeasedTransfer, APeerOutsideTheAllowedAddressesIsRefused) {
+  TransferConfig c = this->config();
+  c.allowed_peers = PeerFilter::parse("10.0.0.0/8,fd00::/8");
+  this->start_server(c);
+  auto b = this->backend();
+  EXPECT_EQ(this->run(b->prepare(this->by_address())).error(), XferError::kConnect);
+  EXPECT_EQ(this->run(b->prepare(this->by_engine_id())).error(), XferError::kConnect);
+}
+
+TYPED_TEST(LeasedTransfer, APeerInsideTheAllowedAddressesGetsIn) {
+  TransferConfig c = this->config();
+  c.allowed_peers = PeerFilter::parse("10.0.0.0/8,127.0.0.0/8");
+  this->start_server(c);
+  auto b = this->backend();
+  Peer& peer = this->prepare(*b, this->by_address());
+  const auto pairs = this->pin("r", {5}, {0});
+  EXPECT_TRUE(this->run(b->read(peer, "r", pairs)));
+  EXPECT_TRUE(this->pulled(pairs[0]));
+}
+
 }  // namespace
 }  // namespace llmd::kv::transfer

@@ -87,6 +87,7 @@ class LlmdProcess {
   bool alive() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
   pid_t pid() const { return pid_; }
   std::string err() const { return slurp(dir_.path() / "stderr"); }
+  std::string out() const { return slurp(dir_.path() / "stdout"); }
 
   // The port from the startup line "llmd serve: NAME on http://HOST:PORT (...)"; nullopt until printed.
   std::optional<uint16_t> announced_port() const {

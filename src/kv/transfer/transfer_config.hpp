@@ -5,12 +5,15 @@
 #include <cstdint>
 #include <string>
 
+#include "kv/transfer/peer_filter.hpp"
+
 namespace llmd::kv::transfer {
 
 struct TransferConfig {
   std::string host = "127.0.0.1";  // where the server binds
   uint16_t port = 0;               // 0: any free port (TransferServer::port() says which)
   std::string secret;              // shared by every server of a cluster; empty: refused
+  PeerFilter allowed_peers;        // who may connect at all (empty: anyone with the secret)
   // How long one step of a transfer (a frame, a batch of blocks) may take before the connection is
   // dropped, which also bounds how long a lease can hold blocks.
   std::chrono::milliseconds io_timeout{10000};

@@ -378,6 +378,8 @@ asio::awaitable<void> unix_accept_loop(std::shared_ptr<State> st) {
       if (st->stopped || ec == asio::error::operation_aborted) break;
       continue;
     }
+    // A Unix peer is a process of this host: it is let in as 127.0.0.1 would be.
+    if (!st->cfg.allowed_peers.allows(asio::ip::address_v4::loopback())) continue;  // closed as it goes
     asio::co_spawn(st->ex, serve<ShmSession>(st, std::move(sock)), asio::detached);
   }
 }
@@ -390,6 +392,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
       if (st->stopped || ec == asio::error::operation_aborted) break;
       continue;  // e.g. out of descriptors for a moment; the listener stays
     }
+    const auto peer = sock.remote_endpoint(ec);
+    if (ec || !st->cfg.allowed_peers.allows(peer.address())) continue;  // not a server of ours: closed
     asio::co_spawn(st->ex, serve<Session>(st, std::move(sock)), asio::detached);
   }
 }

@@ -17,6 +17,9 @@
 // connection's end, or io_timeout after the LEASE (the connection is then closed, so the reader gets
 // no DONE_OK). HELLO on both sockets names the Unix socket (empty without shm) and the boot id.
 //
+// A peer whose address config.allowed_peers does not allow is hung up on before HELLO; a Unix-socket
+// peer (a process of this host) counts as 127.0.0.1.
+//
 // Threading: all I/O runs on the executor given, which must not run handlers concurrently (a
 // one-thread io_context or a strand). The region's pinned blocks must not change while leased.
 #include <cstdint>
