@@ -164,9 +164,10 @@ void run_up(const UpArgs& a) {
   }
   std::printf("llmd up: cluster %s is up: %s (llmd up --status %s; Ctrl-C stops it)\n",
               sup.spec().name.c_str(), sup.router_url().c_str(), a.spec.c_str());
-  std::printf("try: curl %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\": \"%s\", "
-              "\"messages\": [{\"role\": \"user\", \"content\": \"Tell me a story\"}], \"stream\": true}'\n",
-              sup.router_url().c_str(), sup.spec().model.served_name.c_str());
+  std::printf(
+      "try: curl %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\": \"%s\", "
+      "\"messages\": [{\"role\": \"user\", \"content\": \"Tell me a story\"}], \"stream\": true}'\n",
+      sup.router_url().c_str(), sup.spec().model.served_name.c_str());
   std::fflush(stdout);
   sup.run();
   control.stop();

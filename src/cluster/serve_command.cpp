@@ -6,12 +6,17 @@
 
 namespace llmd::cluster {
 
+namespace {
+
+// True when `args` sets one of `names` ("--threads" or "--threads=4").
 bool has_flag(const std::vector<std::string>& args, std::initializer_list<std::string_view> names) {
   for (const std::string& a : args)
     for (const std::string_view n : names)
       if (a == n || a.starts_with(std::string(n) + "=")) return true;
   return false;
 }
+
+}  // namespace
 
 std::vector<std::string> serve_command(const InferenceCluster& c, const Pool& p, const ServeSite& site) {
   std::vector<std::string> a = {"serve"};

@@ -24,7 +24,4 @@ struct ServeSite {
 // environment (LLMD_KV_TRANSFER_SECRET), out of `ps`.
 std::vector<std::string> serve_command(const InferenceCluster& c, const Pool& p, const ServeSite& site);
 
-// True when `args` sets one of `names` ("--threads" or "--threads=4").
-bool has_flag(const std::vector<std::string>& args, std::initializer_list<std::string_view> names);
-
 }  // namespace llmd::cluster

@@ -23,6 +23,11 @@ void check_layout(const KvLayout& l) {
     fail("KV layout: sizes overflow");
 }
 
+void check_region(const KvRegion& region) {
+  check_layout(region.layout);
+  if (!region.base) fail("KV transfer: the region has no memory");
+}
+
 void copy_block(const KvLayout& layout, const std::byte* src_arena, int32_t sb, std::byte* dst_arena,
                 int32_t db) {
   for (uint32_t s = 0; s < layout.n_segments; ++s)

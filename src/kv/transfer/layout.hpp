@@ -16,6 +16,8 @@ using engine::KvRegion;
 // Throws llmd::Error when the layout cannot describe an arena (zero sizes, segments that overlap,
 // an unknown dtype, sizes whose products overflow): a local layout is checked once, at start.
 void check_layout(const KvLayout& layout);
+// check_layout, and a region with memory behind it: what every backend and the server check first.
+void check_region(const KvRegion& region);
 
 // Copies block sb of one arena to block db of another of the same layout, segment by segment.
 void copy_block(const KvLayout& layout, const std::byte* src_arena, int32_t sb, std::byte* dst_arena,

@@ -175,8 +175,7 @@ ShmBackend::ShmBackend(asio::any_io_executor ex, TransferConfig config, KvRegion
       fingerprint_(std::move(fingerprint)),
       auth_(std::make_unique<Authenticator>(cfg_.secret)),
       boot_id_(read_boot_id()) {
-  check_layout(local_.layout);
-  if (!local_.base) fail("KV transfer: the region has no memory");
+  check_region(local_);
 }
 
 ShmBackend::~ShmBackend() = default;

@@ -403,8 +403,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<State> st) {
 TransferServer::TransferServer(asio::any_io_executor ex, TransferConfig config, KvRegion region,
                                std::string fingerprint, PinRegistry& pins, ReleaseFn on_release,
                                std::string engine_id) {
-  check_layout(region.layout);
-  if (!region.base) fail("KV transfer: the region has no memory");
+  check_region(region);
   if (region.layout.block_bytes() > UINT32_MAX - wire::kBlockHeaderPayload)
     fail("KV transfer: a block of {} bytes does not fit a BLOCK frame", region.layout.block_bytes());
   if (fingerprint.size() > wire::kMaxFingerprint)

@@ -131,8 +131,7 @@ UcxBackend::UcxBackend(asio::any_io_executor ex, TransferConfig config, KvRegion
       local_(local),
       fingerprint_(std::move(fingerprint)),
       auth_(std::make_unique<Authenticator>(cfg_.secret)) {
-  check_layout(local_.layout);
-  if (!local_.base) fail("KV transfer: the region has no memory");
+  check_region(local_);
   worker_ = std::make_shared<UcxWorker>(ex_, ucx_net_devices_for(cfg_.host));
 }
 
