@@ -128,7 +128,6 @@ struct Server::Impl {
   bool stopped = false;
   std::atomic<bool> stopping{false};
   std::atomic<bool> draining{false};  // drain(): no new connections, none kept alive
-  std::atomic<int> busy{0};           // requests between their head and their response's end
   std::uint16_t bound_port = 0;
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;  // run() until stop()
@@ -218,6 +217,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint16_t remote_port_ = 0;
   std::uint64_t watch_generation_ = 0;  // bumped when a watch ends: a late wake-up of an old one is ignored
   bool watching_ = false;
+
+ public:
+  // Between a request's head and its response's end; drain() reads it from another thread. One flag
+  // per connection, not a counter shared by every io thread: nothing contended per request.
+  std::atomic<bool> in_request_{false};
 };
 
 asio::awaitable<void> Connection::run() {
@@ -239,10 +243,10 @@ asio::awaitable<void> Connection::run() {
       break;
     }
     expires_never();  // the handler's own time is not limited; its writes are
-    ++srv_.busy;
+    in_request_.store(true, std::memory_order_relaxed);
     const bool more =
         co_await serve(cfg.keep_alive && framing.keep_alive && !srv_.stopping && !srv_.draining);
-    --srv_.busy;
+    in_request_.store(false, std::memory_order_relaxed);
     if (!more) break;
   }
   stream_.shutdown(tcp::socket::shutdown_both, ec);
@@ -654,8 +658,14 @@ void Server::drain(std::chrono::milliseconds grace) {
       s.acceptor.close(ec);
     });
     // Polled: this runs once, at shutdown, and a request's end needs no wake-up of its own.
+    const auto busy = [&s] {
+      std::lock_guard lk(s.mu);
+      for (auto& [id, w] : s.conns)
+        if (auto c = w.lock(); c && c->in_request_.load(std::memory_order_relaxed)) return true;
+      return false;
+    };
     const auto until = std::chrono::steady_clock::now() + grace;
-    while (s.busy > 0 && std::chrono::steady_clock::now() < until)
+    while (busy() && std::chrono::steady_clock::now() < until)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   stop();

@@ -191,6 +191,10 @@ TEST_F(Up, TheSimulatedFleetComesUpAndScales) {
                         R"({"pool": "prefill", "replicas": 1})", {{"Content-Type", "application/json"}})
                 .status,
             400);  // the fleet has no prefill pool
+  const auto bad = http::fetch("127.0.0.1", control["port"].get<uint16_t>(), "POST", "/scale", "{not json",
+                               {{"Content-Type", "application/json"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("\"error\""), std::string::npos) << bad.body;  // OpenAI-style error JSON
   EXPECT_EQ(up.stop(), 0) << up.err();
 }
 
