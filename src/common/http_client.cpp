@@ -7,6 +7,7 @@
 #include "common/http_parser.hpp"
 #include "common/http_wire.hpp"
 #include "common/read_buffer.hpp"
+#include "common/write_now.hpp"
 
 #include <fmt/format.h>
 
@@ -73,6 +74,7 @@ asio::awaitable<std::unique_ptr<Client::Conn>> open_conn(asio::any_io_executor e
     throw ConnectError(fmt::format("HTTP: cannot connect to {}:{}: {}", host, port, describe(ec)),
                        ec == kTimedOut);
   c->stream.set_option(tcp::no_delay(true), ec);  // small requests must not wait for Nagle
+  c->stream.non_blocking(true, ec);               // for write_now(): never blocks the thread
   co_return c;
 }
 
@@ -101,9 +103,8 @@ bool commit_read(Client::Conn& c, std::size_t n, error_code& ec) {
 
 asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& host, std::uint16_t port,
                                          const std::string& method, const std::string& target,
-                                         const std::string& body, const Headers& headers,
-                                         const ClientConfig& cfg, const ChunkCallback* on_chunk,
-                                         Outcome& out) {
+                                         const std::string& body, FieldsRef headers, const ClientConfig& cfg,
+                                         const ChunkCallback* on_chunk, Outcome& out) {
   ClientResponse resp;
   std::string& h = c.head;
   h.clear();
@@ -115,13 +116,16 @@ asio::awaitable<ClientResponse> exchange(Client::Conn& c, const std::string& hos
     const fmt::format_int digits(port);
     h.append("Host: ").append(host).append(":").append(digits.data(), digits.size()).append(wire::kCrlf);
   }
-  for (const auto& [k, v] : headers) wire::append_field(h, k, v);
+  headers.each([&h](std::string_view k, std::string_view v) { wire::append_field(h, k, v); });
   if (!body.empty() || method_has_body(method)) wire::append_field(h, "Content-Length", body.size());
   h += wire::kCrlf;
-  c.deadline.expires_after(cfg.io_timeout);
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
-  co_await asio::async_write(c.stream, bufs, wire::all_at_once, ec_token(out.ec));
-  out.ec = c.op_done(out.ec);
+  const std::size_t sent = write_now(c.stream, bufs, out.ec);
+  if (!out.ec && sent < asio::buffer_size(bufs)) {  // a large body: the rest as the server reads it
+    c.deadline.expires_after(cfg.io_timeout);
+    co_await asio::async_write(c.stream, drop_front(bufs, sent), wire::all_at_once, ec_token(out.ec));
+    out.ec = c.op_done(out.ec);
+  }
   if (out.ec) co_return resp;
 
   // The head; interim (1xx) responses are skipped.
@@ -229,20 +233,20 @@ Client::~Client() = default;
 // Plain functions handing on run()'s coroutine: a coroutine of their own would be a frame more.
 asio::awaitable<ClientResponse> Client::request(const std::string& host, std::uint16_t port,
                                                 const std::string& method, const std::string& target,
-                                                const std::string& body, const Headers& headers) {
+                                                const std::string& body, FieldsRef headers) {
   return run(host, port, method, target, body, headers, nullptr);
 }
 
 asio::awaitable<ClientResponse> Client::stream(const std::string& host, std::uint16_t port,
                                                const std::string& method, const std::string& target,
-                                               const std::string& body, const Headers& headers,
+                                               const std::string& body, FieldsRef headers,
                                                const ChunkCallback& on_chunk) {
   return run(host, port, method, target, body, headers, &on_chunk);
 }
 
 asio::awaitable<ClientResponse> Client::run(const std::string& host, std::uint16_t port,
                                             const std::string& method, const std::string& target,
-                                            const std::string& body, const Headers& headers,
+                                            const std::string& body, FieldsRef headers,
                                             const ChunkCallback* on_chunk) {
   const auto ex = co_await asio::this_coro::executor;
   PoolKey key{&asio::query(ex, asio::execution::context), host, port};

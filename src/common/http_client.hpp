@@ -69,10 +69,10 @@ class Client {
   // they must outlive the operation, as they do when it is awaited in the same expression.
   asio::awaitable<ClientResponse> request(const std::string& host, std::uint16_t port,
                                           const std::string& method, const std::string& target,
-                                          const std::string& body = {}, const Headers& headers = {});
+                                          const std::string& body = {}, FieldsRef headers = {});
   asio::awaitable<ClientResponse> stream(const std::string& host, std::uint16_t port,
                                          const std::string& method, const std::string& target,
-                                         const std::string& body, const Headers& headers,
+                                         const std::string& body, FieldsRef headers,
                                          const ChunkCallback& on_chunk);
 
   std::size_t idle_connections() const;
@@ -90,8 +90,8 @@ class Client {
 
  private:
   asio::awaitable<ClientResponse> run(const std::string& host, std::uint16_t port, const std::string& method,
-                                      const std::string& target, const std::string& body,
-                                      const Headers& headers, const ChunkCallback* on_chunk);
+                                      const std::string& target, const std::string& body, FieldsRef headers,
+                                      const ChunkCallback* on_chunk);
   std::unique_ptr<Conn> take_idle(const PoolKey& key);
   void put_idle(std::unique_ptr<Conn> c);
 

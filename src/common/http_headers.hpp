@@ -2,6 +2,7 @@
 // HTTP header list shared by the server and the client. Field names are case-insensitive
 // (RFC 9110); order and duplicates are kept because proxies (the router) forward them as they came.
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -10,6 +11,12 @@
 namespace llmd::http {
 
 bool iequals(std::string_view a, std::string_view b);
+
+// A header field borrowed from elsewhere: a parsed head, or strings the caller keeps alive.
+struct FieldView {
+  std::string_view name;
+  std::string_view value;  // without surrounding whitespace
+};
 
 class Headers {
  public:
@@ -58,6 +65,32 @@ class Headers {
 
  private:
   std::vector<std::pair<std::string, std::string>> fields_;
+};
+
+// Header fields to write, borrowed for the call: a Headers, or views (a proxy's per-request fields,
+// so that relaying a request does not copy each name and value into a string of its own).
+class FieldsRef {
+ public:
+  FieldsRef() = default;
+  FieldsRef(const Headers& h) : headers_(&h) {}           // NOLINT: implicit by design
+  FieldsRef(std::span<const FieldView> f) : views_(f) {}  // NOLINT: implicit by design
+
+  // Calls f(name, value) for each field, in order.
+  template <class F>
+  void each(F&& f) const {
+    if (headers_)
+      for (const auto& [k, v] : *headers_) f(std::string_view(k), std::string_view(v));
+    for (const FieldView& v : views_) f(v.name, v.value);
+  }
+  bool contains(std::string_view name) const {
+    bool found = false;
+    each([&](std::string_view k, std::string_view) { found = found || iequals(k, name); });
+    return found;
+  }
+
+ private:
+  const Headers* headers_ = nullptr;
+  std::span<const FieldView> views_;
 };
 
 inline bool iequals(std::string_view a, std::string_view b) {

@@ -9,6 +9,8 @@
 // obsolete line folding, whitespace before a colon, bare LF line ends, Content-Length beside
 // Transfer-Encoding in a request, differing Content-Lengths and transfer codings other than one
 // final "chunked" are refused. Every error is a static string naming the problem.
+#include "common/http_headers.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -16,10 +18,7 @@
 
 namespace llmd::http::wire {
 
-struct Field {
-  std::string_view name;
-  std::string_view value;  // without surrounding whitespace
-};
+using Field = FieldView;
 
 enum class Parse { kIncomplete, kComplete, kInvalid };
 

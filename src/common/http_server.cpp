@@ -6,6 +6,7 @@
 #include "common/http_parser.hpp"
 #include "common/http_wire.hpp"
 #include "common/read_buffer.hpp"
+#include "common/write_now.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -142,7 +143,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(Server::Impl& srv, tcp::socket sock) : srv_(srv), stream_(std::move(sock)) {
     error_code ec;
-    stream_.non_blocking(true, ec);  // for watch()'s synchronous read: never blocks a thread
+    stream_.non_blocking(true, ec);  // write_now() and watch()'s read: never block a thread
     auto ep = stream_.remote_endpoint(ec);
     if (!ec) {
       remote_address_ = ep.address().to_string();
@@ -163,12 +164,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Used by Response; all on the connection's thread.
-  template <class Buffers>
-  asio::awaitable<bool> write_buffers(const Buffers& b) {
+  template <std::size_t N>
+  asio::awaitable<bool> write_buffers(const std::array<asio::const_buffer, N>& b) {
     error_code ec;
-    expires_after(srv_.cfg.write_timeout);
-    co_await asio::async_write(stream_, b, wire::all_at_once, ec_token(ec));
-    expires_never();  // between writes a handler may wait on the engine as long as it likes
+    const std::size_t sent = write_now(stream_, b, ec);
+    if (!ec && sent < asio::buffer_size(b)) {  // a full socket buffer: wait for room, in time
+      expires_after(srv_.cfg.write_timeout);
+      co_await asio::async_write(stream_, drop_front(b, sent), wire::all_at_once, ec_token(ec));
+      expires_never();  // between writes a handler may wait on the engine as long as it likes
+    }
     co_return ok(ec);
   }
 
@@ -433,7 +437,7 @@ void Connection::stop_watch() {
 
 // ---- Response ----
 
-std::string& Response::begin_head(int status, std::string_view content_type, const Headers& extra_headers) {
+std::string& Response::begin_head(int status, std::string_view content_type, FieldsRef extra_headers) {
   std::string& h = conn_->head_;
   h.clear();
   const std::string_view reason = wire::reason_phrase(status);
@@ -444,13 +448,13 @@ std::string& Response::begin_head(int status, std::string_view content_type, con
   h.append(reason.data(), reason.size());
   h += wire::kCrlf;
   wire::append_field(h, "Content-Type", content_type);
-  for (const auto& [k, v] : extra_headers) wire::append_field(h, k, v);
+  extra_headers.each([&h](std::string_view k, std::string_view v) { wire::append_field(h, k, v); });
   if (!keep_alive_) h += "Connection: close\r\n";
   return h;
 }
 
 asio::awaitable<bool> Response::send(int status, std::string_view content_type, std::string body,
-                                     const Headers& extra_headers) {
+                                     FieldsRef extra_headers) {
   if (state_ != State::kNone) fail("HTTP response already started");
   std::string& h = begin_head(status, content_type, extra_headers);  // may throw: nothing sent yet
   state_ = State::kDone;
@@ -473,7 +477,7 @@ asio::awaitable<bool> Response::send_error(int status, std::string_view message,
 }
 
 asio::awaitable<bool> Response::start_stream(int status, std::string_view content_type,
-                                             const Headers& extra_headers, std::string_view first_chunk,
+                                             FieldsRef extra_headers, std::string_view first_chunk,
                                              bool last) {
   if (state_ != State::kNone) fail("HTTP response already started");
   std::string& h = begin_head(status, content_type, extra_headers);  // may throw: nothing sent yet

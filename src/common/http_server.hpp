@@ -64,7 +64,7 @@ class Connection;
 class Response {
  public:
   asio::awaitable<bool> send(int status, std::string_view content_type, std::string body,
-                             const Headers& extra_headers = {});
+                             FieldsRef extra_headers = {});
   // An OpenAI-style error: {"error":{"message","type","param","code"}}.
   asio::awaitable<bool> send_error(int status, std::string_view message, std::string_view type = {},
                                    std::string_view param = {});
@@ -72,9 +72,8 @@ class Response {
   // Chunked transfer encoding; each write() is one chunk, flushed at once (TCP_NODELAY).
   // `first_chunk`, when given, goes out in the same write as the head; with `last` the stream ends
   // in that write too (a proxy relaying a response that arrived whole).
-  asio::awaitable<bool> start_stream(int status, std::string_view content_type,
-                                     const Headers& extra_headers = {}, std::string_view first_chunk = {},
-                                     bool last = false);
+  asio::awaitable<bool> start_stream(int status, std::string_view content_type, FieldsRef extra_headers = {},
+                                     std::string_view first_chunk = {}, bool last = false);
   asio::awaitable<bool> write(std::string_view chunk);
   // Ends the stream; `last_chunk`, when given, goes out in the same write as the end.
   asio::awaitable<bool> finish(std::string_view last_chunk = {});
@@ -93,7 +92,7 @@ class Response {
   Response(detail::Connection* conn, CancelSignal* cancel, bool keep_alive)
       : conn_(conn), cancel_(cancel), keep_alive_(keep_alive) {}
   // The status line, Content-Type, the extra fields and Connection, in the connection's buffer.
-  std::string& begin_head(int status, std::string_view content_type, const Headers& extra_headers);
+  std::string& begin_head(int status, std::string_view content_type, FieldsRef extra_headers);
 
   detail::Connection* conn_;
   CancelSignal* cancel_;

@@ -6,12 +6,12 @@
 //
 // Threading: the scheduler calls plugins under its own lock, one request at a time; a plugin only
 // needs its own locking for state it shares with other threads (e.g. endpoint observers).
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "router/endpoint.hpp"
@@ -19,14 +19,44 @@
 
 namespace llmd::router {
 
+// Blocks of the prompt each endpoint is believed to hold, filled by whichever prefix scorer ran
+// (prefix-based-pd-decider and no-hit-lru-scorer read it). A flat list the scheduler keeps from
+// pass to pass: a pass allocates nothing once it has seen as many endpoints before.
+class PrefixBlocks {
+ public:
+  void clear() { held_.clear(); }
+  // What a scorer found for `eps`, replacing what an earlier scorer of the pass said of them.
+  void record(std::span<Endpoint* const> eps, std::span<const double> blocks) {
+    const bool first = held_.empty();  // the usual pass: one prefix scorer, distinct endpoints
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+      auto it = first ? held_.end() : std::find_if(held_.begin(), held_.end(), [&](const auto& h) {
+        return h.first == eps[i]->id();
+      });
+      if (it == held_.end())
+        held_.emplace_back(eps[i]->id(), blocks[i]);
+      else
+        it->second = blocks[i];
+    }
+  }
+  std::optional<double> find(EndpointId id) const {
+    for (const auto& [e, b] : held_)
+      if (e == id) return b;
+    return std::nullopt;
+  }
+  bool any_held() const {
+    return std::any_of(held_.begin(), held_.end(), [](const auto& h) { return h.second > 0; });
+  }
+
+ private:
+  std::vector<std::pair<EndpointId, double>> held_;
+};
+
 // Per-request scratch shared by the plugins of one scheduling pass.
 struct SchedContext {
   const SchedRequest& req;
   SteadyNs now;
   std::mt19937_64& rng;
-  // Blocks of the prompt each endpoint is believed to hold, filled by whichever prefix scorer ran
-  // (prefix-based-pd-decider and no-hit-lru-scorer read it).
-  std::unordered_map<EndpointId, double> prefix_blocks;
+  PrefixBlocks& prefix_blocks;
 };
 
 using Candidates = std::vector<Endpoint*>;
@@ -99,7 +129,7 @@ class ProfileRunner {
  public:
   virtual ~ProfileRunner() = default;
   virtual bool has(std::string_view profile) const = 0;
-  virtual std::vector<std::string_view> profiles() const = 0;
+  virtual std::span<const std::string_view> profiles() const = 0;  // in configuration order
   virtual std::optional<ProfileResult> run(std::string_view profile,
                                            SchedContext& ctx) = 0;  // nullopt: none fit
 };

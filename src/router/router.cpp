@@ -1,6 +1,8 @@
 #include "router/router.hpp"
 
+#include <array>
 #include <random>
+#include <span>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -56,12 +58,14 @@ struct Router::Impl {
     const SchedRequest& sr = routed.request;
     const Scheduler::Decision& d = routed.decision;
 
-    http::Headers headers;
-    headers.reserve(5);
-    headers.add("Content-Type", "application/json");
-    headers.add(std::string(kRequestIdHeader), sr.request_id);
-    for (const char* pass : {"authorization", "accept"})
-      if (const auto v = req.headers.get(pass)) headers.add(pass, std::string(*v));
+    // The fields sent upstream, borrowed from the request and the schedule (both outlive the legs).
+    std::array<http::FieldView, 4> fields;
+    std::size_t n = 0;
+    fields[n++] = {"Content-Type", kJson};
+    fields[n++] = {kRequestIdHeader, sr.request_id};
+    for (const std::string_view pass : {"authorization", "accept"})
+      if (const auto v = req.headers.get(pass)) fields[n++] = {pass, *v};
+    const http::FieldsRef headers(std::span<const http::FieldView>(fields.data(), n));
     // P/D: the prefill leg first; the decode leg (the client's stream) then carries its answer. A
     // prefill leg that fails leaves the request to the decode endpoint alone (aggregated).
     std::string decode_body;
@@ -90,7 +94,7 @@ struct Router::Impl {
   // connection) and returns the decode leg's body, or "" when no prefill endpoint answered with
   // kv_transfer_params.
   asio::awaitable<std::string> prefill_leg(const ProfileResult& prefill, http::Request& req,
-                                           const http::Headers& headers) {
+                                           http::FieldsRef headers) {
     const std::optional<std::string> leg = kv::transfer::prefill_leg_body(req.body);
     if (!leg) co_return std::string();
     const std::size_t tries =
@@ -121,16 +125,14 @@ struct Router::Impl {
   enum class Outcome { kDone, kRetry, kFailed };
 
   asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, const std::string& body,
-                                   http::Response& res, const http::Headers& headers,
-                                   const SchedRequest& sr) {
-    http::Headers extra;
-    extra.reserve(3);
-    extra.add(std::string(kRequestIdHeader), sr.request_id);
-    extra.add(std::string(kSessionHeader), e.session_token());
-    extra.add("x-llmd-endpoint", e.address());
+                                   http::Response& res, http::FieldsRef headers, const SchedRequest& sr) {
+    const std::array<http::FieldView, 3> fields{{{kRequestIdHeader, sr.request_id},
+                                                 {kSessionHeader, e.session_token()},
+                                                 {"x-llmd-endpoint", e.address()}}};
+    const http::FieldsRef extra{std::span<const http::FieldView>(fields)};
     struct Relay {
       http::Response& res;
-      const http::Headers& extra;
+      http::FieldsRef extra;
       bool sse = false;
       bool client_gone = false;
     };
@@ -248,8 +250,7 @@ Routed Router::route(std::string_view body_text, Api api, const http::Headers& h
   const auto t0 = std::chrono::steady_clock::now();
   out.endpoints = endpoints_.snapshot();
   out.decision = scheduler_->schedule(sr, *out.endpoints);
-  metrics_.scheduling.with({}).observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  metrics_.scheduling.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   if (out.decision.status == Scheduler::Status::kShed) {
     metrics_.shed.inc();
     out.status = 429;
@@ -261,7 +262,7 @@ Routed Router::route(std::string_view body_text, Api api, const http::Headers& h
     out.error = "No endpoint can serve this request now";
     out.error_type = "server_error";
   } else {
-    metrics_.predicted_prefix_hit.with({}).observe(out.decision.predicted_hit);
+    metrics_.predicted_prefix_hit.observe(out.decision.predicted_hit);
   }
   return out;
 }

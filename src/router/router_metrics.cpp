@@ -11,10 +11,13 @@ RouterMetrics::RouterMetrics(metrics::Registry& r)
     : decisions(r.counter("llmd_router_decisions_total", "Requests scheduled, by profile and endpoint",
                           {"profile", "endpoint"})),
       scheduling(r.histogram("llmd_router_scheduling_duration_seconds",
-                             "Time to pick endpoints for a request", kSchedulingBuckets)),
-      predicted_prefix_hit(r.histogram(
-          "llmd_router_prefix_hit_ratio_predicted",
-          "Fraction of the prompt's blocks the picked endpoint was expected to hold", kRatioBuckets)),
+                             "Time to pick endpoints for a request", kSchedulingBuckets)
+                     .with({})),
+      predicted_prefix_hit(
+          r.histogram("llmd_router_prefix_hit_ratio_predicted",
+                      "Fraction of the prompt's blocks the picked endpoint was expected to hold",
+                      kRatioBuckets)
+              .with({})),
       proxy_errors(r.counter("llmd_router_proxy_errors_total", "Requests that failed in the proxy, by kind",
                              {"kind"})),
       pd_requests(

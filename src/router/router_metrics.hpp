@@ -8,11 +8,11 @@ namespace llmd::router {
 struct RouterMetrics {
   explicit RouterMetrics(metrics::Registry& r);
 
-  metrics::CounterFamily& decisions;               // {profile, endpoint}
-  metrics::HistogramFamily& scheduling;            // seconds per schedule() call
-  metrics::HistogramFamily& predicted_prefix_hit;  // the picked endpoint's cached fraction of the prompt
-  metrics::CounterFamily& proxy_errors;  // {kind}: connect, upstream_closed, bad_request, no_endpoint ...
-  metrics::CounterFamily& pd_requests;   // {outcome}: disaggregated, or aggregated after a failed prefill leg
+  metrics::CounterFamily& decisions;         // {profile, endpoint}
+  metrics::Histogram& scheduling;            // seconds per schedule() call
+  metrics::Histogram& predicted_prefix_hit;  // the picked endpoint's cached fraction of the prompt
+  metrics::CounterFamily& proxy_errors;      // {kind}: connect, upstream_closed, bad_request, no_endpoint ...
+  metrics::CounterFamily& pd_requests;  // {outcome}: disaggregated, or aggregated after a failed prefill leg
   metrics::Counter& requests;
   metrics::Counter& shed;
   metrics::Counter& scrapes_failed;

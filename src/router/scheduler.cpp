@@ -17,11 +17,7 @@ class Scheduler::Runner final : public ProfileRunner {
  public:
   Runner(Scheduler& s, const Candidates& fit) : s_(s), fit_(fit) {}
   bool has(std::string_view p) const override { return find(p) != nullptr; }
-  std::vector<std::string_view> profiles() const override {
-    std::vector<std::string_view> out;
-    for (const auto& p : s_.profiles_) out.push_back(p->name);
-    return out;
-  }
+  std::span<const std::string_view> profiles() const override { return s_.profile_names_; }
   std::optional<ProfileResult> run(std::string_view name, SchedContext& ctx) override {
     const Profile* p = find(name);
     if (!p) return std::nullopt;
@@ -32,12 +28,14 @@ class Scheduler::Runner final : public ProfileRunner {
       f->filter(ctx, r.ranked);
       if (r.ranked.empty()) return std::nullopt;
     }
-    std::vector<double> total(r.ranked.size(), 0.0);
-    part_.resize(r.ranked.size());
+    std::vector<double>& total = s_.total_;
+    std::vector<double>& part = s_.part_;
+    total.assign(r.ranked.size(), 0.0);
+    part.resize(r.ranked.size());
     for (const auto& [scorer, weight] : p->scorers) {
-      std::fill(part_.begin(), part_.end(), 0.0);
-      scorer->score(ctx, r.ranked, part_);
-      for (std::size_t i = 0; i < total.size(); ++i) total[i] += weight * std::clamp(part_[i], 0.0, 1.0);
+      std::fill(part.begin(), part.end(), 0.0);
+      scorer->score(ctx, r.ranked, part);
+      for (std::size_t i = 0; i < total.size(); ++i) total[i] += weight * std::clamp(part[i], 0.0, 1.0);
     }
     r.max_endpoints = p->picker->pick(ctx, r.ranked, total);
     return r;
@@ -51,7 +49,6 @@ class Scheduler::Runner final : public ProfileRunner {
   }
   Scheduler& s_;
   const Candidates& fit_;
-  std::vector<double> part_;
 };
 
 Scheduler::Scheduler(const EndpointPickerConfig& config, const PluginEnv& env, SchedulerConfig sc)
@@ -107,6 +104,7 @@ Scheduler::Scheduler(const EndpointPickerConfig& config, const PluginEnv& env, S
     if (!prof->picker) prof->picker = picker_of();
     profiles_.push_back(std::move(prof));
   }
+  for (const auto& p : profiles_) profile_names_.push_back(p->name);
 
   for (const auto& p : plugins_) {
     if (auto h = std::dynamic_pointer_cast<ProfileHandler>(p)) {
@@ -163,7 +161,8 @@ Scheduler::Decision Scheduler::schedule(const SchedRequest& req, const EndpointL
     d.status = Status::kShed;
     return d;
   }
-  SchedContext ctx{req, now, rng_, {}};
+  prefix_blocks_.clear();
+  SchedContext ctx{req, now, rng_, prefix_blocks_};
   Runner runner(*this, fit);
   std::optional<SchedResult> r = handler_->schedule(ctx, runner);
   if (!r) return d;
@@ -171,9 +170,8 @@ Scheduler::Decision Scheduler::schedule(const SchedRequest& req, const EndpointL
   d.result = std::move(*r);
   const Endpoint* target = d.result.primary.ranked.front();
   if (!req.block_keys.empty()) {
-    const auto it = ctx.prefix_blocks.find(target->id());
-    if (it != ctx.prefix_blocks.end())
-      d.predicted_hit = std::min(1.0, it->second / static_cast<double>(req.block_keys.size()));
+    if (const auto held = prefix_blocks_.find(target->id()))
+      d.predicted_hit = std::min(1.0, *held / static_cast<double>(req.block_keys.size()));
   }
   const PreRequest::Outcome o{target, d.result.prefill ? d.result.prefill->ranked.front() : nullptr};
   for (PreRequest* p : pre_request_) p->pre_request(ctx, o);

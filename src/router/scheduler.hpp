@@ -50,12 +50,16 @@ class Scheduler {
   SchedulerConfig cfg_;
   std::vector<std::shared_ptr<Plugin>> plugins_;
   std::vector<std::unique_ptr<Profile>> profiles_;
+  std::vector<std::string_view> profile_names_;  // into profiles_
   std::shared_ptr<ProfileHandler> handler_;
   std::shared_ptr<SaturationDetector> detector_;
   std::vector<PreRequest*> pre_request_;
   std::vector<EndpointObserver*> observers_;
   std::mutex mu_;
   std::mt19937_64 rng_;
+  // A pass's scratch, kept from request to request (guarded by mu_, as the pass is).
+  PrefixBlocks prefix_blocks_;
+  std::vector<double> total_, part_;
 };
 
 }  // namespace llmd::router

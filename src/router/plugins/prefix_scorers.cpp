@@ -40,10 +40,8 @@ void longest(const KvIndex& index, std::span<const uint64_t> keys, std::span<End
 
 // Records the blocks in ctx.prefix_blocks and turns them into scores: held / the prompt's blocks.
 void to_scores(SchedContext& ctx, std::size_t n_keys, std::span<Endpoint* const> eps, std::span<double> out) {
-  for (std::size_t i = 0; i < eps.size(); ++i) {
-    ctx.prefix_blocks[eps[i]->id()] = out[i];
-    out[i] = n_keys ? std::min(out[i] / static_cast<double>(n_keys), 1.0) : 0.0;
-  }
+  ctx.prefix_blocks.record(eps, out);
+  for (double& o : out) o = n_keys ? std::min(o / static_cast<double>(n_keys), 1.0) : 0.0;
 }
 
 void score_prefix(const KvIndex& index, SchedContext& ctx, std::span<const uint64_t> keys,
@@ -233,10 +231,7 @@ class NoHitLruScorer final : public Scorer, public PreRequest, public EndpointOb
   }
 
  private:
-  static bool cold(const SchedContext& ctx) {
-    return std::none_of(ctx.prefix_blocks.begin(), ctx.prefix_blocks.end(),
-                        [](const auto& kv) { return kv.second > 0; });
-  }
+  static bool cold(const SchedContext& ctx) { return !ctx.prefix_blocks.any_held(); }
   std::size_t size_;
   std::mutex mu_;
   std::list<EndpointId> order_;  // most recent first

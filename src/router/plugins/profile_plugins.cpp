@@ -52,8 +52,7 @@ class PrefixBasedPdDecider final : public PdDecider {
   explicit PrefixBasedPdDecider(int64_t non_cached) : non_cached_(non_cached) {}
   bool disaggregate(SchedContext& ctx, const Endpoint& decode) override {
     if (non_cached_ <= 0 || ctx.req.prompt_tokens < non_cached_) return false;  // llm-d: 0 disables
-    const auto it = ctx.prefix_blocks.find(decode.id());
-    const double hit = it == ctx.prefix_blocks.end() ? 0.0 : it->second * ctx.req.block_size;
+    const double hit = ctx.prefix_blocks.find(decode.id()).value_or(0.0) * ctx.req.block_size;
     return static_cast<double>(ctx.req.prompt_tokens) - hit >= static_cast<double>(non_cached_);
   }
 
