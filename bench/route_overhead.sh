@@ -2,7 +2,10 @@
 # What `llmd route` costs in front of a server (issue 5), side by side with HAProxy (Debian's
 # haproxy, HTTP mode, keep-alive) proxying the same server: one `llmd serve --sim` with zero
 # latency answers short streaming completions (8 prompt tokens, 2 output tokens), driven by
-# `llmd bench`, rounds alternating direct / llmd route / haproxy, medians of --runs.
+# `llmd bench`, rounds alternating direct / llmd route / haproxy (streaming) / haproxy (default),
+# medians of --runs. HAProxy's default holds a chunked response back until it ends: an SSE stream
+# reaches the client in one piece, after its last token. `option http-no-delay` makes it stream
+# as a token proxy must, and as llmd route does.
 #   latency:    --request-rate 1000 (Poisson): E2E p50/p99 and what the proxy adds to the direct one
 #   throughput: --request-rate inf --max-concurrency 64: requests/s
 # Everything shares this machine's cores; read the load average printed with the table.
@@ -33,7 +36,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-sport=$(free_port) rport=$(free_port) hport=$(free_port)
+sport=$(free_port) rport=$(free_port) hport=$(free_port) bport=$(free_port)
 "$llmd" serve --sim --port "$sport" --max-num-seqs 256 --sim-prefill-ms-per-token 0 --sim-decode-ms-per-step 0 \
   --sim-base-step-ms 0 >"$work/server.log" 2>&1 &
 pids+=($!)
@@ -41,28 +44,35 @@ wait_healthy "$sport"
 "$llmd" route --port "$rport" --http-threads "$threads" --endpoints "127.0.0.1:$sport" --kv-fingerprint sim:vocab32000 >"$work/router.log" 2>&1 &
 pids+=($!)
 declare -A pid_of=([route]=$!)
-cat >"$work/haproxy.cfg" <<EOF
+# $1: name, $2: port, $3: an extra line for the defaults section
+start_haproxy() {
+  cat >"$work/$1.cfg" <<EOF
 global
   maxconn 8192
   nbthread $threads
 defaults
   mode http
   option http-keep-alive
+  $3
   timeout connect 5s
   timeout client 60s
   timeout server 60s
 frontend f
-  bind 127.0.0.1:$hport
+  bind 127.0.0.1:$2
   default_backend b
 backend b
   http-reuse always
   server s1 127.0.0.1:$sport maxconn 1024
 EOF
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
-pids+=($!)
-pid_of[haproxy]=$!
+  haproxy -f "$work/$1.cfg" -db >"$work/$1.log" 2>&1 &
+  pids+=($!)
+  pid_of[$1]=$!
+}
+start_haproxy haproxy "$hport" "option http-no-delay"
+start_haproxy haproxy_buffered "$bport" ""
 wait_healthy "$rport"
 wait_healthy "$hport"
+wait_healthy "$bport"
 sleep 0.3
 
 # Prints "e2e_p50 e2e_p99 req/s failed".
@@ -75,7 +85,7 @@ print(e['p50'], e['p99'], j['request_throughput'], j['requests_failed'])"
 cpu_ticks() { [[ -n $1 ]] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 declare -A lat thr cpu
 for _ in $(seq "$runs"); do
-  for target in direct:$sport route:$rport haproxy:$hport; do
+  for target in direct:$sport route:$rport haproxy:$hport haproxy_buffered:$bport; do
     name=${target%%:*} port=${target#*:}
     lat[$name]+="$(one "$port" --request-rate 1000)"$'\n'
     c0=$(cpu_ticks "${pid_of[$name]:-}")
@@ -90,10 +100,15 @@ echo
 echo "| path | E2E p50 ms @1000 req/s | E2E p99 ms @1000 req/s | added p50 ms | added p99 ms | max req/s (concurrency 64) | proxy CPU µs/request | failed |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 d50=$(col "${lat[direct]}" 1) d99=$(col "${lat[direct]}" 2)
-for name in direct route haproxy; do
+for name in direct route haproxy haproxy_buffered; do
   p50=$(col "${lat[$name]}" 1) p99=$(col "${lat[$name]}" 2) rps=$(col "${thr[$name]}" 3)
   fails=$(printf '%s%s' "${lat[$name]}" "${thr[$name]}" | awk 'NF {s += $4} END {print s}')
-  label=$name; [[ $name == route ]] && label="llmd route"
+  case $name in
+    route) label="llmd route" ;;
+    haproxy) label="haproxy (streaming: option http-no-delay)" ;;
+    haproxy_buffered) label="haproxy (default: holds the stream to its end)" ;;
+    *) label=$name ;;
+  esac
   us=$([[ -n ${cpu[$name]:-} ]] && col "${cpu[$name]}" 1 || echo "")
   awk -v n="$label" -v a="$p50" -v b="$p99" -v c="$d50" -v d="$d99" -v r="$rps" -v f="$fails" -v u="$us" \
     'BEGIN {printf "| %s | %.3f | %.3f | %+.3f | %+.3f | %.0f | %s | %d |\n", n, a, b, a - c, b - d, r, u, f}'

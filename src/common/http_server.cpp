@@ -107,9 +107,12 @@ struct Server::Impl {
   // One io_context per thread, each run by that thread alone (as nginx and HAProxy do): a
   // connection never needs a strand, and the executor it carries fits in any_io_executor's small
   // buffer. A strand executor does not, which cost dozens of allocations per proxied request.
+  // Every socket of a context is used by its thread only (other threads post to it), so the
+  // reactor's per-socket locks are off: seven lock/unlock pairs fewer per proxied request.
   static std::vector<std::unique_ptr<asio::io_context>> make_contexts(int threads) {
     std::vector<std::unique_ptr<asio::io_context>> v;
-    for (int i = 0; i < std::max(1, threads); ++i) v.push_back(std::make_unique<asio::io_context>(1));
+    for (int i = 0; i < std::max(1, threads); ++i)
+      v.push_back(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO));
     return v;
   }
 
@@ -164,15 +167,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // Used by Response; all on the connection's thread.
+  // Response's writes, in two steps so that the usual one costs no coroutine frame:
+  //   if (std::size_t sent; !conn_->write_at_once(b, sent, ok)) ok = co_await conn_->write_rest(b, sent);
+  // write_at_once() hands `b` to the kernel now; true when that finished the write (`ok`: whether it
+  // went), false when a full socket buffer left all but `sent` bytes for write_rest().
   template <std::size_t N>
-  asio::awaitable<bool> write_buffers(const std::array<asio::const_buffer, N>& b) {
+  bool write_at_once(const std::array<asio::const_buffer, N>& b, std::size_t& sent, bool& went) {
     error_code ec;
-    const std::size_t sent = write_now(stream_, b, ec);
-    if (!ec && sent < asio::buffer_size(b)) {  // a full socket buffer: wait for room, in time
-      expires_after(srv_.cfg.write_timeout);
-      co_await asio::async_write(stream_, drop_front(b, sent), wire::all_at_once, ec_token(ec));
-      expires_never();  // between writes a handler may wait on the engine as long as it likes
-    }
+    sent = write_now(stream_, b, ec);
+    if (!ec && sent < asio::buffer_size(b)) return false;
+    went = ok(ec);
+    return true;
+  }
+  template <std::size_t N>
+  asio::awaitable<bool> write_rest(const std::array<asio::const_buffer, N>& b, std::size_t sent) {
+    error_code ec;
+    expires_after(srv_.cfg.write_timeout);  // waiting for room, in time
+    co_await asio::async_write(stream_, drop_front(b, sent), wire::all_at_once, ec_token(ec));
+    expires_never();  // between writes a handler may wait on the engine as long as it likes
     co_return ok(ec);
   }
 
@@ -290,6 +302,15 @@ asio::awaitable<int> Connection::read_request(wire::Framing& framing, std::strin
   const auto* expect = wire::find_field(h.fields, "expect");
   const bool expect_continue = expect && iequals(*expect, "100-continue");
   buf_.consume(h.size);
+  // Nearly every request's body came in with its head: taken here, without read_body()'s frame.
+  using Kind = wire::Framing::Kind;
+  if (framing.kind == Kind::kNone || (framing.kind == Kind::kLength && framing.length <= buf_.size() &&
+                                      framing.length <= cfg.max_body_bytes)) {
+    const auto length = static_cast<std::size_t>(framing.length);
+    req.body.assign(buf_.data().substr(0, length));
+    buf_.consume(length);
+    co_return 0;
+  }
   co_return co_await read_body(framing, expect_continue, why);
 }
 
@@ -466,7 +487,8 @@ asio::awaitable<bool> Response::send(int status, std::string_view content_type, 
     wire::append_field(h, "Content-Length", body.size());
   h += wire::kCrlf;
   const std::array<asio::const_buffer, 2> bufs{asio::buffer(h), asio::buffer(body)};
-  bool ok = co_await conn_->write_buffers(bufs);
+  bool ok;
+  if (std::size_t sent; !conn_->write_at_once(bufs, sent, ok)) ok = co_await conn_->write_rest(bufs, sent);
   failed_ |= !ok;
   co_return ok;
 }
@@ -494,7 +516,8 @@ asio::awaitable<bool> Response::start_stream(int status, std::string_view conten
   const std::string_view end = last ? wire::kLastChunk : std::string_view{};
   const std::array<asio::const_buffer, 4> bufs{asio::buffer(h), asio::buffer(first_chunk), asio::buffer(tail),
                                                asio::buffer(end)};
-  const bool ok = co_await conn_->write_buffers(bufs);
+  bool ok;
+  if (std::size_t sent; !conn_->write_at_once(bufs, sent, ok)) ok = co_await conn_->write_rest(bufs, sent);
   failed_ |= !ok;
   co_return ok;
 }
@@ -509,7 +532,8 @@ asio::awaitable<bool> Response::write(std::string_view chunk) {
   const wire::ChunkHead head(chunk.size());
   const std::array<asio::const_buffer, 3> bufs{asio::buffer(head.view()), asio::buffer(chunk),
                                                asio::buffer(wire::kCrlf)};
-  const bool ok = co_await conn_->write_buffers(bufs);
+  bool ok;
+  if (std::size_t sent; !conn_->write_at_once(bufs, sent, ok)) ok = co_await conn_->write_rest(bufs, sent);
   failed_ |= !ok;
   co_return ok;
 }
@@ -526,7 +550,8 @@ asio::awaitable<bool> Response::finish(std::string_view last_chunk) {
   const std::array<asio::const_buffer, 4> bufs{
       asio::buffer(head.view().substr(0, data ? head.len : 0)), asio::buffer(last_chunk),
       asio::buffer(data ? wire::kCrlf : std::string_view{}), asio::buffer(wire::kLastChunk)};
-  const bool ok = co_await conn_->write_buffers(bufs);
+  bool ok;
+  if (std::size_t sent; !conn_->write_at_once(bufs, sent, ok)) ok = co_await conn_->write_rest(bufs, sent);
   failed_ |= !ok;
   co_return ok;
 }
