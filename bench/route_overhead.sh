@@ -3,15 +3,15 @@
 # haproxy, HTTP mode, keep-alive) proxying the same server: one `llmd serve --sim` with zero
 # latency answers short streaming completions (8 prompt tokens, 2 output tokens), driven by
 # `llmd bench`, rounds alternating direct / llmd route / haproxy (streaming) / haproxy (default),
-# medians of --runs. HAProxy's default holds a chunked response back until it ends: an SSE stream
-# reaches the client in one piece, after its last token. `option http-no-delay` makes it stream
-# as a token proxy must, and as llmd route does.
+# medians of --runs. HAProxy's default holds a chunked response's data back (here each response
+# reaches the client in one piece, after its last token; with 50 ms tokens the first one arrives
+# after ~200 ms). `option http-no-delay` makes it stream as a token proxy must, as llmd route does.
 #   latency:    --request-rate 1000 (Poisson): E2E p50/p99 and what the proxy adds to the direct one
 #   throughput: --request-rate inf --max-concurrency 64: requests/s
 # Everything shares this machine's cores; read the load average printed with the table.
 #
 #   bench/route_overhead.sh [--runs 3] [--requests 10000] [--threads 2] [--build build]
-# --threads: the I/O threads of both proxies (llmd route --http-threads, haproxy nbthread).
+# --threads: the I/O threads of every proxy (llmd route --http-threads, haproxy nbthread).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ while [[ $# -gt 0 ]]; do
     --requests) requests=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "route_overhead: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -106,7 +106,7 @@ for name in direct route haproxy haproxy_buffered; do
   case $name in
     route) label="llmd route" ;;
     haproxy) label="haproxy (streaming: option http-no-delay)" ;;
-    haproxy_buffered) label="haproxy (default: holds the stream to its end)" ;;
+    haproxy_buffered) label="haproxy (default: holds the stream back)" ;;
     *) label=$name ;;
   esac
   us=$([[ -n ${cpu[$name]:-} ]] && col "${cpu[$name]}" 1 || echo "")
