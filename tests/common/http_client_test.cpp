@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <span>
 #include <thread>
 
 namespace llmd::http {
@@ -32,6 +34,33 @@ TEST(HttpClient, FetchRoundTrip) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, big);
   EXPECT_EQ(r.headers.get_or("Content-Type", ""), "application/json");
+}
+
+// Borrowed fields (a proxy's per-request ones) go out as given; a Host among them replaces ours.
+TEST(HttpClient, BorrowedFieldsAreSentAsGiven) {
+  Server s;
+  s.route("GET", "/fields", [](Request& req, Response& res) -> asio::awaitable<void> {
+    int hosts = 0;
+    for (const auto& [k, v] : req.headers) hosts += iequals(k, "host");
+    co_await res.send(200, "text/plain",
+                      req.headers.get_or("x-one", "-") + "|" + req.headers.get_or("x-two", "-") + "|" +
+                          req.headers.get_or("host", "-") + "|" + std::to_string(hosts));
+  });
+  s.start();
+  const std::string two = "a value longer than fifteen bytes";
+  const std::array<FieldView, 3> fields{{{"X-One", "1"}, {"x-two", two}, {"Host", "example.test"}}};
+  asio::io_context ioc;
+  Client client;
+  std::string body;
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        const FieldsRef ref{std::span<const FieldView>(fields)};
+        body = (co_await client.request("127.0.0.1", s.port(), "GET", "/fields", "", ref)).body;
+      },
+      asio::detached);
+  ioc.run();
+  EXPECT_EQ(body, "1|" + two + "|example.test|1");
 }
 
 // Heads are written by hand: a line break in a field or the target would let one request carry
