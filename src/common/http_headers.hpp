@@ -74,13 +74,17 @@ class FieldsRef {
   FieldsRef() = default;
   FieldsRef(const Headers& h) : headers_(&h) {}           // NOLINT: implicit by design
   FieldsRef(std::span<const FieldView> f) : views_(f) {}  // NOLINT: implicit by design
+  // `first`, then the fields of `h` whose names `keep` accepts (a proxy relaying a response's).
+  FieldsRef(std::span<const FieldView> first, const Headers& h, bool (*keep)(std::string_view name))
+      : headers_(&h), views_(first), keep_(keep) {}
 
   // Calls f(name, value) for each field, in order.
   template <class F>
   void each(F&& f) const {
-    if (headers_)
-      for (const auto& [k, v] : *headers_) f(std::string_view(k), std::string_view(v));
     for (const FieldView& v : views_) f(v.name, v.value);
+    if (headers_)
+      for (const auto& [k, v] : *headers_)
+        if (!keep_ || keep_(k)) f(std::string_view(k), std::string_view(v));
   }
   bool contains(std::string_view name) const {
     bool found = false;
@@ -91,6 +95,7 @@ class FieldsRef {
  private:
   const Headers* headers_ = nullptr;
   std::span<const FieldView> views_;
+  bool (*keep_)(std::string_view) = nullptr;
 };
 
 inline bool iequals(std::string_view a, std::string_view b) {

@@ -1,5 +1,6 @@
 #include "router/router.hpp"
 
+#include <algorithm>
 #include <array>
 #include <random>
 #include <span>
@@ -15,6 +16,7 @@ namespace llmd::router {
 namespace {
 
 constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kEndpointHeader = "x-llmd-endpoint";  // which endpoint answered
 
 // 128 random bits as 32 hex digits, written by hand: fmt's format parsing cost more than the rest
 // of the id.
@@ -25,6 +27,18 @@ std::string make_request_id() {
   for (int half = 0; half < 2; ++half)
     for (std::uint64_t v = rng(), i = 0; i < 16; ++i, v >>= 4) id[half * 16 + 15 - i] = kHex[v & 15];
   return id;
+}
+
+// The upstream response's fields that reach the client besides its Content-Type: all but the
+// hop-by-hop ones (RFC 9110 7.6.1), the framing (the router frames its response itself) and the
+// router's own. (Fields a Connection header names are not looked for: vLLM and llmd send none.)
+bool relayed(std::string_view name) {
+  static constexpr std::string_view kNot[] = {
+      "connection",   "keep-alive",        "proxy-connection", "te",
+      "trailer",      "transfer-encoding", "upgrade",          "content-length",
+      "content-type", kRequestIdHeader,    kSessionHeader,     kEndpointHeader};
+  return std::none_of(std::begin(kNot), std::end(kNot),
+                      [name](std::string_view n) { return http::iequals(name, n); });
 }
 
 }  // namespace
@@ -126,17 +140,20 @@ struct Router::Impl {
 
   asio::awaitable<Outcome> forward(Endpoint& e, http::Request& req, const std::string& body,
                                    http::Response& res, http::FieldsRef headers, const SchedRequest& sr) {
-    const std::array<http::FieldView, 3> fields{{{kRequestIdHeader, sr.request_id},
-                                                 {kSessionHeader, e.session_token()},
-                                                 {"x-llmd-endpoint", e.address()}}};
-    const http::FieldsRef extra{std::span<const http::FieldView>(fields)};
     struct Relay {
       http::Response& res;
-      http::FieldsRef extra;
+      const std::array<http::FieldView, 3> ours;
       bool sse = false;
       bool client_gone = false;
+      // The client's response head: ours, then the upstream's relayed fields (borrowed from `head`).
+      http::FieldsRef fields_for(const http::ClientResponse& head) const {
+        return {ours, head.headers, relayed};
+      }
     };
-    Relay relay{res, extra};
+    Relay relay{res,
+                {{{kRequestIdHeader, sr.request_id},
+                  {kSessionHeader, e.session_token()},
+                  {kEndpointHeader, e.address()}}}};
     // One pointer captured: the std::function keeps it inline instead of allocating.
     http::ChunkCallback cb = [&relay](const http::ClientResponse& head,
                                       std::string_view chunk) -> asio::awaitable<bool> {
@@ -148,7 +165,8 @@ struct Router::Impl {
         const auto ct = head.headers.get("content-type");
         const std::string_view type = ct ? *ct : kJson;
         relay.sse = type.starts_with("text/event-stream");
-        ok = co_await res.start_stream(head.status, type, relay.extra, chunk, head.complete);
+        const http::FieldsRef fields = relay.fields_for(head);
+        ok = co_await res.start_stream(head.status, type, fields, chunk, head.complete);
       } else if (head.complete) {
         ok = co_await res.finish(chunk);
       } else if (!chunk.empty()) {
@@ -160,11 +178,9 @@ struct Router::Impl {
     e.active.fetch_add(1, std::memory_order_relaxed);
     std::string failure;
     bool connect_failed = false;
-    int status = 0;
+    http::ClientResponse head;
     try {
-      http::ClientResponse head =
-          co_await client.stream(e.host(), e.port(), req.method, req.target, body, headers, cb);
-      status = head.status;
+      head = co_await client.stream(e.host(), e.port(), req.method, req.target, body, headers, cb);
     } catch (const http::ConnectError& ex) {
       failure = ex.what();
       connect_failed = true;
@@ -174,9 +190,10 @@ struct Router::Impl {
     e.active.fetch_sub(1, std::memory_order_relaxed);
     if (failure.empty()) {
       if (relay.client_gone) co_return Outcome::kFailed;
-      if (!res.headers_sent())
-        co_await res.send(status, kJson, "", extra);  // an empty body
-      else if (!res.finished())
+      if (!res.headers_sent()) {  // an empty body
+        const http::FieldsRef fields = relay.fields_for(head);
+        co_await res.send(head.status, kJson, "", fields);
+      } else if (!res.finished())
         co_await res.finish();
       co_return Outcome::kDone;
     }

@@ -93,6 +93,15 @@ TEST(Proxy, StreamsThroughTwoServersAndPassesTheRequestId) {
   EXPECT_EQ(resp.status, 200);
   EXPECT_EQ(resp.headers.get_or("x-request-id", ""), "req-123");
   EXPECT_EQ(resp.headers.get_or("content-type", "").substr(0, 17), "text/event-stream");
+  // The server's own fields are relayed; its framing is not (the router frames the response itself).
+  EXPECT_EQ(resp.headers.get_or("cache-control", ""), "no-cache");
+  int framing = 0, types = 0;
+  for (const auto& [k, v] : resp.headers) {
+    framing += http::iequals(k, "transfer-encoding") || http::iequals(k, "content-length");
+    types += http::iequals(k, "content-type");
+  }
+  EXPECT_EQ(framing, 1);
+  EXPECT_EQ(types, 1);
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << body;
   // Non-streaming, and the model list through the router.
   const auto plain = post(r->port(), R"({"prompt":"Once upon a time","max_tokens":3})");
