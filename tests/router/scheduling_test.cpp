@@ -2,6 +2,7 @@
 // scorer's formula, filters, pickers, prefix learning, saturation and the P/D decider.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <map>
 #include <thread>
 
@@ -323,6 +324,35 @@ schedulingProfiles:
   EXPECT_EQ(longr.result.primary.profile, "decode");
   // The same prompt again: the decode endpoint learnt it, so nothing is left to prefill remotely.
   EXPECT_FALSE(s.schedule(request({5, 6, 7, 8, 9, 10}), *f.list()).result.prefill);
+}
+
+}  // namespace
+}  // namespace llmd::router
+
+namespace llmd::router {
+namespace {
+
+// A later prefix scorer of the pass replaces what an earlier one said of the same endpoints, and
+// adds the ones it alone scored; clear() starts the next pass empty.
+TEST(PrefixBlocks, LaterScorersOverwriteAndClearStartsAfresh) {
+  Fleet f("127.0.0.1:1,127.0.0.1:2,127.0.0.1:3");
+  Endpoint* a = &f.at(0);
+  Endpoint* b = &f.at(1);
+  Endpoint* c = &f.at(2);
+  PrefixBlocks held;
+  EXPECT_FALSE(held.any_held());
+  const std::array<Endpoint*, 2> first{a, b};
+  held.record(first, std::array<double, 2>{0, 4});
+  EXPECT_TRUE(held.any_held());
+  const std::array<Endpoint*, 2> second{b, c};
+  held.record(second, std::array<double, 2>{0, 2});
+  EXPECT_EQ(held.find(a->id()), 0.0);
+  EXPECT_EQ(held.find(b->id()), 0.0);  // overwritten, not a second entry
+  EXPECT_EQ(held.find(c->id()), 2.0);
+  held.record(second, std::array<double, 2>{0, 0});
+  EXPECT_FALSE(held.any_held());  // b's old 4 blocks do not linger
+  held.clear();
+  EXPECT_EQ(held.find(a->id()), std::nullopt);
 }
 
 }  // namespace
