@@ -44,32 +44,12 @@ wait_healthy "$sport"
 "$llmd" route --port "$rport" --http-threads "$threads" --endpoints "127.0.0.1:$sport" --kv-fingerprint sim:vocab32000 >"$work/router.log" 2>&1 &
 pids+=($!)
 declare -A pid_of=([route]=$!)
-# $1: name, $2: port, $3: an extra line for the defaults section
-start_haproxy() {
-  cat >"$work/$1.cfg" <<EOF
-global
-  maxconn 8192
-  nbthread $threads
-defaults
-  mode http
-  option http-keep-alive
-  $3
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-frontend f
-  bind 127.0.0.1:$2
-  default_backend b
-backend b
-  http-reuse always
-  server s1 127.0.0.1:$sport maxconn 1024
-EOF
-  haproxy -f "$work/$1.cfg" -db >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  pid_of[$1]=$!
-}
-start_haproxy haproxy "$hport" "option http-no-delay"
-start_haproxy haproxy_buffered "$bport" ""
+start_haproxy haproxy "$hport" "$sport" "$threads" "option http-no-delay"
+pids+=($!)
+pid_of[haproxy]=$!
+start_haproxy haproxy_buffered "$bport" "$sport" "$threads"
+pids+=($!)
+pid_of[haproxy_buffered]=$!
 wait_healthy "$rport"
 wait_healthy "$hport"
 wait_healthy "$bport"
